@@ -1,0 +1,1 @@
+"""Model-based RL benchmark suite: baselines behind the shared Method interface."""

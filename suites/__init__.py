@@ -1,0 +1,1 @@
+"""Suites: YAML manifests of seed x env x method grids, executors, tracking, tuning."""
