@@ -1,4 +1,9 @@
-"""The env registry. (First slice: the cheap Pendulum env; the paper's envs are added next.)"""
+"""The env registry: name -> :class:`EnvSpec` (gymnasium id + settings, horizon, torch reward and
+termination), per reference.md §2.
+
+Importing this module also registers our own envs with gymnasium (``mbmpo/Point-v0``,
+``mbmpo/PR2Reach-v0``), so ``gym.make`` finds them.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +11,29 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 from gymnasium.wrappers import RescaleAction, TimeLimit
 
+from mbmpo.envs import rewards as R
+from mbmpo.envs.initial_states import sample_initial_states
 from mbmpo.envs.spec import EnvSpec
 
+POINT_GYM_ID = "mbmpo/Point-v0"
+PR2_REACH_GYM_ID = "mbmpo/PR2Reach-v0"
 
-def _pendulum_reward(obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
-    """Pendulum-v1's reward from the observation (cos th, sin th, th_dot) before the step.
 
-    The env clips the torque to [-2, 2]; our action space is [-1, 1] rescaled by 2.
-    """
-    theta = torch.atan2(obs[..., 1], obs[..., 0])
-    torque = 2.0 * act[..., 0].clamp(-1.0, 1.0)
-    return -(theta**2 + 0.1 * obs[..., 2] ** 2 + 0.001 * torque**2)
+def _register_gym_envs() -> None:
+    """Register our own envs with gymnasium (idempotent)."""
+    if POINT_GYM_ID not in gym.registry:
+        gym.register(id=POINT_GYM_ID, entry_point="mbmpo.envs.point:PointEnv", max_episode_steps=50)
+    if PR2_REACH_GYM_ID not in gym.registry:
+        gym.register(
+            id=PR2_REACH_GYM_ID,
+            entry_point="mbmpo.envs.pr2_reach:PR2ReachEnv",
+            max_episode_steps=200,
+        )
 
+
+_register_gym_envs()
 
 _REGISTRY: dict[str, EnvSpec] = {}
 
@@ -33,6 +46,99 @@ def register(spec: EnvSpec) -> EnvSpec:
     return spec
 
 
+# -- the six environments of Figure 1 (horizon 200) ------------------------------------------
+register(
+    EnvSpec(
+        name="swimmer",
+        gym_id="Swimmer-v5",
+        horizon=200,
+        obs_dim=8,
+        act_dim=2,
+        reward_fn=R.swimmer_reward,
+        kwargs={"frame_skip": 1},
+        description="Swimmer-v5, frame_skip=1 (Figure 1)",
+    )
+)
+register(
+    EnvSpec(
+        name="halfcheetah",
+        gym_id="HalfCheetah-v5",
+        horizon=200,
+        obs_dim=17,
+        act_dim=6,
+        reward_fn=R.halfcheetah_reward,
+        kwargs={"frame_skip": 1},
+        description="HalfCheetah-v5, frame_skip=1 (Figures 1, 2)",
+    )
+)
+register(
+    EnvSpec(
+        name="hopper",
+        gym_id="Hopper-v5",
+        horizon=200,
+        obs_dim=11,
+        act_dim=3,
+        reward_fn=R.hopper_reward,
+        termination_fn=R.hopper_termination,
+        description="Hopper-v5, defaults (Figures 1, 2)",
+    )
+)
+register(
+    EnvSpec(
+        name="walker2d",
+        gym_id="Walker2d-v5",
+        horizon=200,
+        obs_dim=17,
+        act_dim=6,
+        reward_fn=R.walker2d_reward,
+        termination_fn=R.walker2d_termination,
+        description="Walker2d-v5, defaults (Figures 1, 2)",
+    )
+)
+register(
+    EnvSpec(
+        name="ant",
+        gym_id="Ant-v5",
+        horizon=200,
+        obs_dim=27,
+        act_dim=8,
+        reward_fn=R.ant_reward,
+        termination_fn=R.ant_termination,
+        kwargs={
+            "include_cfrc_ext_in_observation": False,
+            "frame_skip": 2,
+            "ctrl_cost_weight": R.ANT_CTRL_COST,
+        },
+        description="Ant-v5, 27-dim obs, frame_skip=2, ctrl cost 0.005 (Figures 1, 2)",
+    )
+)
+register(
+    EnvSpec(
+        name="pr2-reach",
+        gym_id=PR2_REACH_GYM_ID,
+        horizon=200,
+        obs_dim=17,
+        act_dim=7,
+        reward_fn=R.pr2_reach_reward,
+        description="7-DoF PR2 arm reaching a random 3-D goal, our MuJoCo env (Figures 1, 2)",
+    )
+)
+
+# -- long horizon (Figure 5) -----------------------------------------------------------------
+register(
+    EnvSpec(
+        name="halfcheetah-h1000",
+        gym_id="HalfCheetah-v5",
+        horizon=1000,
+        obs_dim=17,
+        act_dim=6,
+        reward_fn=R.halfcheetah_reward,
+        kwargs={"frame_skip": 1},
+        description="HalfCheetah-v5, frame_skip=1, horizon 1000 (Figure 5)",
+    )
+)
+
+# -- cheap envs for tests --------------------------------------------------------------------
 register(
     EnvSpec(
         name="pendulum",
@@ -40,8 +146,31 @@ register(
         horizon=200,
         obs_dim=3,
         act_dim=1,
-        reward_fn=_pendulum_reward,
+        reward_fn=R.pendulum_reward,
         description="Pendulum-v1 swing-up (cheap, for tests)",
+    )
+)
+register(
+    EnvSpec(
+        name="inverted-pendulum",
+        gym_id="InvertedPendulum-v5",
+        horizon=200,
+        obs_dim=4,
+        act_dim=1,
+        reward_fn=R.inverted_pendulum_reward,
+        termination_fn=R.inverted_pendulum_termination,
+        description="InvertedPendulum-v5 with its termination (cheap, for tests)",
+    )
+)
+register(
+    EnvSpec(
+        name="point",
+        gym_id=POINT_GYM_ID,
+        horizon=50,
+        obs_dim=2,
+        act_dim=2,
+        reward_fn=R.point_reward,
+        description="2-D point moving to the origin, pure numpy (learning tests, < 1 min)",
     )
 )
 
@@ -77,3 +206,6 @@ def make_env(spec: EnvSpec, seed: int | None = None, **overrides: Any) -> gym.En
         env.reset(seed=seed)
         env.action_space.seed(seed)
     return env
+
+
+__all__ = ["get_env", "list_envs", "make_env", "register", "sample_initial_states"]

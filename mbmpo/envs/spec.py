@@ -3,8 +3,9 @@ and termination functions for the model-based methods)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import gymnasium as gym
 import torch
