@@ -200,7 +200,8 @@ def make_env(spec: EnvSpec, seed: int | None = None, **overrides: Any) -> gym.En
     assert isinstance(env.action_space, gym.spaces.Box)
     low, high = env.action_space.low, env.action_space.high
     if not (np.allclose(low, -1.0) and np.allclose(high, 1.0)):
-        env = RescaleAction(env, min_action=-1.0, max_action=1.0)
+        ones = np.ones(env.action_space.shape, dtype=env.action_space.dtype)
+        env = RescaleAction(env, min_action=-ones, max_action=ones)
     env = TimeLimit(env, max_episode_steps=spec.horizon)
     if seed is not None:
         env.reset(seed=seed)
