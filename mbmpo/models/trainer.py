@@ -10,10 +10,12 @@ drops out of the FIFO buffer, so a model is never validated on data it was train
 
 Early stopping (the authors' rule, per member, reset at every fit): after each epoch the member's
 validation loss ``L_e`` (MSE in normalised-delta space over its whole validation set) updates a
-rolling average ``R_e = p * R_{e-1} + (1 - p) * L_e`` with persistency ``p`` (0.99), starting from
-``R_0 = 1.5 * L_1`` (so the first epochs cannot stop a member). The member stops after epoch ``e``
-as soon as ``R_e > R_{e-1}``, i.e. as soon as its validation loss rises above its rolling average
-(``L_e > R_{e-1}``). A stopped member's weights and Adam moments are not updated for the rest of the
+rolling average ``R_e = p * R_{e-1} + (1 - p) * L_e`` (``e >= 2``) with persistency ``p`` (0.99),
+starting from ``R_1 = 1.5 * L_1`` (a deliberately high start, so early epochs cannot stop a member).
+The member stops after epoch ``e >= 2`` as soon as ``R_e > R_{e-1}``, i.e. as soon as its
+validation loss rises above its rolling average (``L_e > R_{e-1}``). With ``p = 0.99`` the rolling
+average forgets the high start slowly (time constant ~100 epochs), so the rule is lenient: a member
+stops once its validation loss has clearly turned upwards, or has long plateaued. A stopped member's weights and Adam moments are not updated for the rest of the
 fit; it is trained again at the next fit.
 """
 
@@ -172,7 +174,8 @@ class EnsembleTrainer:
     def fit(self, buffer: TransitionBuffer) -> dict[str, float]:
         """Recompute the normalisers over the whole buffer, then train (warm start) with per-member
         early stopping. Returns ``model/val_loss`` (mean over members of the final validation loss),
-        ``model/val_loss_<k>``, ``model/epochs_<k>``, ``model/epochs_mean``, ``model/train_loss``."""
+        ``model/val_loss_start`` (the same before this fit's first step), ``model/val_loss_<k>``,
+        ``model/epochs_<k>``, ``model/epochs_mean``, ``model/train_loss`` (last epoch's mean)."""
         if len(buffer) < 2:
             raise ValueError(f"EnsembleTrainer.fit: need at least 2 transitions, got {len(buffer)}")
         dev = self.ensemble.device
@@ -206,6 +209,7 @@ class EnsembleTrainer:
         epochs = torch.zeros(k, dtype=torch.long, device=dev)
         rolling = torch.full((k,), math.inf, device=dev)
         val_loss = self._val_loss(x, y, val_idx, val_weight)
+        val_loss_start = val_loss.clone()
         train_loss = torch.full((k,), math.nan, device=dev)
         n_max = max(len(r) for r in train_rows)
         for _epoch in range(cfg.max_epochs):
@@ -227,9 +231,12 @@ class EnsembleTrainer:
             val_loss = torch.where(active, new_val, val_loss)
             if cfg.early_stopping:
                 first = torch.isinf(rolling)
-                prev = torch.where(first, 1.5 * new_val, rolling)
-                new_rolling = cfg.persistency * prev + (1 - cfg.persistency) * new_val
-                stop = active & has_val & (new_rolling > prev)
+                new_rolling = torch.where(
+                    first,
+                    1.5 * new_val,
+                    cfg.persistency * rolling + (1 - cfg.persistency) * new_val,
+                )
+                stop = active & has_val & ~first & (new_rolling > rolling)
                 rolling = torch.where(active, new_rolling, rolling)
                 active = active & ~stop
                 if not bool(active.any()):
@@ -237,6 +244,9 @@ class EnsembleTrainer:
         ens.zero_grad(set_to_none=True)
         metrics: dict[str, float] = {
             "model/val_loss": float(val_loss[has_val].mean()) if bool(has_val.any()) else math.nan,
+            "model/val_loss_start": float(val_loss_start[has_val].mean())
+            if bool(has_val.any())
+            else math.nan,
             "model/train_loss": float(train_loss.mean()),
             "model/epochs_mean": float(epochs.float().mean()),
         }
