@@ -66,11 +66,12 @@ def align_seeds(df: pd.DataFrame, metric: str = DEFAULT_METRIC) -> pd.DataFrame:
     :returns: columns ``env, method, scale, env_steps, mean, std, n_seeds``.
     """
     sub = df[df["metric"] == metric]
+    run_keys = ["suite", "run_id"] if "suite" in sub.columns else ["run_id"]
     parts = []
     for key, group in sub.groupby(GROUP_COLS, sort=True):
         series = [
             (run["env_steps"].to_numpy(float), run["value"].to_numpy(float))
-            for _, run in group.groupby("run_id", sort=True)
+            for _, run in group.groupby(run_keys, sort=True)
         ]
         aligned = align_group(series)
         for col, val in zip(GROUP_COLS, key, strict=True):
