@@ -1,0 +1,202 @@
+"""MB-MPO's configuration: a frozen dataclass with the paper's defaults (reference.md section 1).
+
+The number of iterations is implied by the budget (real env steps): iteration 0 takes
+``initial_random_steps`` random steps, every later one ``meta_batch_size`` episodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mbmpo.config_utils import dataclass_from_mapping
+from mbmpo.loop import LoopConfig
+from mbmpo.models import ModelTrainerConfig
+from mbmpo.optim import TRPOConfig
+from mbmpo.rollouts import PROPAGATIONS
+
+START_STATES = ("reset", "buffer")
+COLLECT_WITH = ("adapted", "pre_update")
+
+
+@dataclass(frozen=True)
+class MBMPOConfig:
+    """All MB-MPO settings (defaults = the paper's, identical for all six environments)."""
+
+    # --- meta-learning -----------------------------------------------------------------------------
+    meta_batch_size: int = 20
+    """Tasks T per meta step; task i uses model i // (T / K). Must be a multiple of ensemble_size."""
+    inner_lr: float = 0.001
+    """Inner step size alpha (vanilla policy gradient on all params incl. log-std); 0 = no adaptation."""
+    learnable_inner_lr: bool = False
+    """Learn one inner step size per policy parameter element (initialised at inner_lr) with TRPO."""
+    meta_steps: int = 30
+    """Outer TRPO steps per iteration."""
+    imagined_trajectories: int = 50
+    """Imagined trajectories per task per rollout (pre- and post-update each)."""
+    imagined_horizon: int | None = None
+    """Imagined rollout length; None = the env's horizon (200 for the paper's envs)."""
+    start_states: str = "reset"
+    """Imagined start states: "reset" (the env's reset distribution, Fig. 1) or "buffer" (Fig. 5)."""
+    start_reset_prob: float = 0.1
+    """With start_states="buffer": probability of a reset-distribution start state instead."""
+    start_recent: int = 10_000
+    """With start_states="buffer": draw from the last this-many buffer states."""
+    propagation: str = "task"
+    """Which model imagines which task: "task" (the paper), or "fixed"/"random"/"mean" (ablations)."""
+    collect_with: str = "adapted"
+    """Real episodes run the adapted policies theta'_i ("adapted", the paper) or theta ("pre_update")."""
+    eval_deterministic: bool = False
+    """Evaluate the policy mean instead of sampling (the authors' sampler samples: False)."""
+    # --- policy gradient -------------------------------------------------------------------------
+    discount: float = 0.99
+    """Discount gamma."""
+    gae_lambda: float = 1.0
+    """GAE lambda (1.0: discounted return minus the baseline)."""
+    baseline_reg: float = 1e-5
+    """Ridge coefficient of the linear feature baseline."""
+    normalize_advantages: bool = True
+    """Standardise advantages per task."""
+    max_kl: float = 0.01
+    """Outer TRPO step: mean KL bound."""
+    cg_iters: int = 10
+    """Outer TRPO step: conjugate-gradient iterations."""
+    cg_damping: float = 1e-5
+    """Outer TRPO step: Fisher damping."""
+    backtrack_ratio: float = 0.8
+    """Outer TRPO step: line-search shrink factor."""
+    max_backtracks: int = 15
+    """Outer TRPO step: line-search candidates."""
+    # --- policy -----------------------------------------------------------------------------------
+    policy_hidden_sizes: tuple[int, ...] = (32, 32)
+    """Policy MLP hidden layers (tanh)."""
+    policy_init_std: float = 1.0
+    """Initial action std."""
+    # --- dynamics model and data -------------------------------------------------------------------
+    ensemble_size: int = 5
+    """Dynamics models K."""
+    model_hidden_sizes: tuple[int, ...] = (512, 512)
+    """Dynamics MLP hidden layers (ReLU)."""
+    model_weight_norm: bool = True
+    """Weight normalisation in the dynamics models."""
+    model_output_clip: float = 1000.0
+    """Predicted next states are clipped to +-this."""
+    model_learning_rate: float = 1e-3
+    """Adam step size of the model fit."""
+    model_batch_size: int = 500
+    """Rows per member per Adam step."""
+    model_max_epochs: int = 500
+    """Epoch cap per fit."""
+    model_validation_fraction: float = 0.2
+    """Per-member validation split."""
+    model_persistency: float = 0.99
+    """Early-stopping rolling-average persistency."""
+    initial_random_steps: int = 5000
+    """Uniform random real steps at iteration 0."""
+    buffer_capacity: int = 300_000
+    """FIFO capacity of the real-transition buffer."""
+    num_threads: int | None = None
+    """torch intra-op threads for this run (None: leave torch's setting)."""
+
+    def __post_init__(self) -> None:
+        def fail(name: str, msg: str) -> None:
+            raise ValueError(f"MBMPOConfig.{name} {msg}, got {getattr(self, name)!r}")
+
+        for name in (
+            "meta_batch_size",
+            "meta_steps",
+            "imagined_trajectories",
+            "cg_iters",
+            "max_backtracks",
+            "ensemble_size",
+            "model_batch_size",
+            "model_max_epochs",
+            "initial_random_steps",
+            "buffer_capacity",
+        ):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                fail(name, "must be a positive int")
+        if self.propagation == "task" and self.meta_batch_size % self.ensemble_size != 0:
+            raise ValueError(
+                f"MBMPOConfig.meta_batch_size ({self.meta_batch_size}) must be a multiple of "
+                f"ensemble_size ({self.ensemble_size}) so that every model gets the same number "
+                "of tasks"
+            )
+        if self.imagined_horizon is not None and self.imagined_horizon < 1:
+            fail("imagined_horizon", "must be None or >= 1")
+        if self.start_states not in START_STATES:
+            fail("start_states", f"must be one of {START_STATES}")
+        if self.propagation not in PROPAGATIONS:
+            fail("propagation", f"must be one of {PROPAGATIONS}")
+        if self.collect_with not in COLLECT_WITH:
+            fail("collect_with", f"must be one of {COLLECT_WITH}")
+        if self.inner_lr < 0:
+            fail("inner_lr", "must be >= 0")
+        if self.learnable_inner_lr and self.inner_lr == 0:
+            fail("inner_lr", "must be > 0 when learnable_inner_lr is set")
+        if not 0.0 <= self.discount <= 1.0:
+            fail("discount", "must be in [0, 1]")
+        if not 0.0 <= self.gae_lambda <= 1.0:
+            fail("gae_lambda", "must be in [0, 1]")
+        if not 0.0 <= self.start_reset_prob <= 1.0:
+            fail("start_reset_prob", "must be in [0, 1]")
+        if self.start_recent < 1:
+            fail("start_recent", "must be >= 1")
+        if self.baseline_reg < 0:
+            fail("baseline_reg", "must be >= 0")
+        if self.policy_init_std <= 0:
+            fail("policy_init_std", "must be > 0")
+        if not self.policy_hidden_sizes or any(h < 1 for h in self.policy_hidden_sizes):
+            fail("policy_hidden_sizes", "must be non-empty positive ints")
+        if not self.model_hidden_sizes or any(h < 1 for h in self.model_hidden_sizes):
+            fail("model_hidden_sizes", "must be non-empty positive ints")
+        if self.num_threads is not None and self.num_threads < 1:
+            fail("num_threads", "must be None or >= 1")
+        # the nested configs check the rest (KL bound, learning rate, ...)
+        self.trpo_config()
+        self.loop_config()
+
+    @property
+    def adapts(self) -> bool:
+        """Whether the inner step changes anything (alpha > 0 or learnable)."""
+        return self.inner_lr > 0 or self.learnable_inner_lr
+
+    def trpo_config(self) -> TRPOConfig:
+        """The outer step's settings."""
+        return TRPOConfig(
+            max_kl=self.max_kl,
+            cg_iters=self.cg_iters,
+            damping=self.cg_damping,
+            backtrack_ratio=self.backtrack_ratio,
+            max_backtracks=self.max_backtracks,
+        )
+
+    def trainer_config(self) -> ModelTrainerConfig:
+        """The ensemble fit's settings."""
+        return ModelTrainerConfig(
+            learning_rate=self.model_learning_rate,
+            batch_size=self.model_batch_size,
+            max_epochs=self.model_max_epochs,
+            validation_fraction=self.model_validation_fraction,
+            persistency=self.model_persistency,
+        )
+
+    def loop_config(self) -> LoopConfig:
+        """The shared loop's settings: one real episode per task per iteration."""
+        return LoopConfig(
+            initial_random_steps=self.initial_random_steps,
+            episodes_per_iteration=self.meta_batch_size,
+            min_steps_per_iteration=0,
+            ensemble_size=self.ensemble_size,
+            model_hidden_sizes=self.model_hidden_sizes,
+            model_weight_norm=self.model_weight_norm,
+            model_output_clip=self.model_output_clip,
+            trainer=self.trainer_config(),
+            buffer_capacity=self.buffer_capacity,
+        )
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], where: str = "") -> MBMPOConfig:
+        """Build from a plain mapping (YAML/manifest), with clear errors for unknown keys."""
+        return dataclass_from_mapping(cls, values, where=where or "mbmpo config")
