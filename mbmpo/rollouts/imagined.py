@@ -107,8 +107,10 @@ def imagine(
         members = (torch.arange(t_, device=dev) // (t_ // k))[:, None].expand(t_, n_)
     elif propagation == "fixed":
         fixed_idx = balanced_assignment(rows, k, generator, dev)
+        # slot j * K + k of idx.T.flatten() is member k; slots past `rows` are padding repeats
+        slot_member = torch.arange(k, device=dev).repeat(fixed_idx.shape[1])[:rows]
         members = torch.empty(rows, dtype=torch.long, device=dev)
-        members[fixed_idx] = torch.arange(k, device=dev)[:, None].expand_as(fixed_idx)
+        members[fixed_idx.T.reshape(-1)[:rows]] = slot_member
         members = members.view(t_, n_)
 
     s = start_obs.to(device=dev, dtype=torch.float32)
