@@ -9,7 +9,13 @@ coefficients gymnasium v5 uses under our registry settings, so that they match t
 own reward as closely as the observation allows. The MuJoCo simulators reward a finite-difference
 x velocity ``(x_after - x_before) / dt``; the model rewards use the observed x velocity at the
 end of the step (``qvel[0]`` in the observation). The measured gaps per env are printed by
-``tests/envs`` and written down in each function's docstring.
+``tests/envs`` and written down in each function's docstring (per-step |gap| over ~4-6k real
+transitions from random, beyond-bounds, linear-feedback and sinusoidal actions).
+
+The per-step gaps cancel largely over an episode (both velocities integrate to the same
+displacement). Averaging the velocity before and after the step, ``(s[i] + s'[i]) / 2``, would
+cut the per-step gap by 5-50x (measured: Walker2d mean 0.124 -> 0.009, Ant 0.088 -> 0.020); we
+keep the paper's ``s'[i]``.
 
 ``act`` is the action in the registry's [-1, 1] action space, *unclipped* (the simulators' control
 costs use the action as passed to ``step``, before MuJoCo clamps it to the control range).
@@ -71,8 +77,8 @@ def swimmer_reward(obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor)
     """``s'[3] - 1e-4 |a|^2``.
 
     Swimmer integrates with RK4, so the observed end-of-step x velocity differs from the
-    simulator's finite-difference velocity over the step; the gap is small at frame_skip=1 (see
-    the printed gaps in ``tests/envs``).
+    simulator's finite-difference velocity over the step even at frame_skip=1. Measured per-step
+    gap: max 0.11, mean 0.012 (typical |reward| 0.05-0.5). Control cost exact.
     """
     return next_obs[..., 3] - SWIMMER_CTRL_COST * _sq_norm(act)
 
@@ -126,7 +132,8 @@ def hopper_reward(obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) 
     The paper writes ``+ 1``; gymnasium v5 pays the alive bonus only while healthy, i.e. not on
     the terminal step, and so do we. The forward term is the end-of-step velocity (clipped to
     +-10 in the observation) where the simulator averages over the 4 substeps of the step
-    (finite difference), so the per-step gap is not zero: see the printed gaps in ``tests/envs``.
+    (finite difference). Measured per-step gap: max 0.21, mean 0.054; alive bonus and control
+    cost exact.
     """
     healthy = (~hopper_termination(next_obs)).to(next_obs.dtype)
     return next_obs[..., 5] + healthy - HOPPER_CTRL_COST * _sq_norm(act)
@@ -148,7 +155,10 @@ def walker2d_termination(next_obs: torch.Tensor) -> torch.Tensor:
 
 
 def walker2d_reward(obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
-    """``s'[8] + healthy(s') - 1e-3 |a|^2`` (alive bonus and velocity gap as for Hopper)."""
+    """``s'[8] + healthy(s') - 1e-3 |a|^2`` (alive bonus and velocity gap as for Hopper).
+
+    Measured per-step gap (velocity only): max 0.61, mean 0.12, largest at foot impacts.
+    """
     healthy = (~walker2d_termination(next_obs)).to(next_obs.dtype)
     return next_obs[..., 8] + healthy - WALKER2D_CTRL_COST * _sq_norm(act)
 
@@ -184,6 +194,9 @@ def ant_reward(obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> 
     * the simulator's forward velocity is a finite difference of the torso's ``xpos``, which
       MuJoCo computes at the *start* of the last substep (it lags the state by one substep), while
       ``s'[13]`` is the free joint's velocity at the end of the step.
+
+    Measured per-step gap: velocity max 1.13, mean 0.088 (largest at ground impacts); contact
+    cost at most 0.012 observed. Alive bonus and control cost exact.
     """
     healthy = (~ant_termination(next_obs)).to(next_obs.dtype)
     return next_obs[..., 13] + healthy - ANT_CTRL_COST * _sq_norm(act)

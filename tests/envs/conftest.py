@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 GAPS: dict[str, dict[str, float]] = {}
 """env name -> {quantity: value}, filled by the reward tests, printed after the run."""
+
+
+@pytest.fixture(autouse=True)
+def _run_in_tmp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MuJoCo appends warnings (HalfCheetah's XML) to ./MUJOCO_LOG.TXT: keep it out of the tree."""
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture(scope="session")
