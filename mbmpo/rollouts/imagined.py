@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -174,6 +175,13 @@ class StartStateSampler:
         self.reset_prob = reset_prob
         self.recent = recent
         self._rng = np.random.default_rng(seed)  # seeds of the real env resets
+
+    def state_dict(self) -> dict[str, Any]:
+        """The reset-seed generator's state (buffer draws use the caller's generator)."""
+        return {"rng": dict(self._rng.bit_generator.state)}
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        self._rng.bit_generator.state = d["rng"]
 
     def _reset_states(self, n: int, device: torch.device) -> Tensor:
         states = sample_initial_states(self.env, n, self._rng)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -110,6 +111,15 @@ class RealSampler:
             rewards=np.array([s[4] for s in flat]),
             terminated=np.array([s[5] for s in flat]),
         )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Run counter (it derives every reset seed, so the envs' own RNGs need no saving) and the
+        random-action generator's state."""
+        return {"runs": self._runs, "rng": dict(self._rng.bit_generator.state)}
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        self._runs = int(d["runs"])
+        self._rng.bit_generator.state = d["rng"]
 
     def close(self) -> None:
         for e in self.envs:

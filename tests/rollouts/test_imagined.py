@@ -185,3 +185,14 @@ def test_reset_start_states_reproducible() -> None:
     b = StartStateSampler(env, seed=3).sample((4, 5), None, torch.Generator())
     assert a.shape == (4, 5, env.obs_dim) and torch.equal(a, b)
     assert a.abs().max() <= 0.01 and a.std() > 0
+
+
+def test_start_sampler_state_dict() -> None:
+    env = get_env("inverted-pendulum")
+    a = StartStateSampler(env, seed=5)
+    a.sample((3,), None, torch.Generator())
+    state = a.state_dict()
+    expected = a.sample((4,), None, torch.Generator())
+    b = StartStateSampler(env, seed=0)
+    b.load_state_dict(state)
+    assert torch.equal(b.sample((4,), None, torch.Generator()), expected)

@@ -68,3 +68,16 @@ def test_reproducible_given_the_seed() -> None:
     np.testing.assert_array_equal(second_a.next_obs, second_b.next_obs)
     assert not np.array_equal(second_a.obs[:1], first_a.obs[:1])  # a new episode, new reset
     _check_consistent(second_a, env.horizon)
+
+
+def test_state_dict_resumes_the_same_sequence() -> None:
+    env = get_env("inverted-pendulum")
+    a = RealSampler(env, num_envs=2, seed=3)
+    a.run(None)
+    state = a.state_dict()
+    expected = a.run(None)
+    b = RealSampler(env, num_envs=2, seed=3)
+    b.load_state_dict(state)
+    resumed = b.run(None)
+    np.testing.assert_array_equal(resumed.obs, expected.obs)
+    np.testing.assert_array_equal(resumed.act, expected.act)
