@@ -21,6 +21,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces, utils
 from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
+from numpy.typing import NDArray
 
 XML_PATH = Path(__file__).parent / "assets" / "pr2_reach.xml"
 GOAL_LOW = np.array([0.4, 0.25, 0.6])
@@ -64,27 +65,29 @@ class PR2ReachEnv(MujocoEnv, utils.EzPickle):
         """World position ``[3]`` of the tip (between the gripper fingers) for the current qpos."""
         return self.data.site_xpos[self._tip_id].copy()
 
-    def _get_obs(self) -> np.ndarray:
+    def _get_obs(self) -> NDArray[np.float64]:
         return np.concatenate(
             [self.data.qpos.flat, self.data.qvel.flat, self.tip_position() - self.goal]
         )
 
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        action = np.asarray(action, dtype=np.float64)
-        self.do_simulation(action, self.frame_skip)
+    def step(
+        self, action: NDArray[np.floating[Any]]
+    ) -> tuple[NDArray[np.float64], np.float64, bool, bool, dict[str, np.float64]]:
+        torque = np.asarray(action, dtype=np.float64)
+        self.do_simulation(torque, self.frame_skip)
         # mj_step computes positions at the start of its last substep: bring the site positions
         # up to date with the final qpos so the observed tip matches the observed joint angles.
         mujoco.mj_kinematics(self.model, self.data)
         obs = self._get_obs()
-        dist_sq = float(np.sum(np.square(obs[14:17])))
-        ctrl_cost = CTRL_COST * float(np.sum(np.square(action / TORQUE_LIMIT)))
+        dist_sq = np.float64(np.sum(np.square(obs[14:17])))
+        ctrl_cost = np.float64(CTRL_COST * np.sum(np.square(torque / TORQUE_LIMIT)))
         reward = -dist_sq - ctrl_cost
         info = {"reward_dist": -dist_sq, "reward_ctrl": -ctrl_cost, "distance": np.sqrt(dist_sq)}
         if self.render_mode == "human":
             self.render()
         return obs, reward, False, False, info
 
-    def reset_model(self) -> np.ndarray:
+    def reset_model(self) -> NDArray[np.float64]:
         self.goal = self.np_random.uniform(GOAL_LOW, GOAL_HIGH)
         self.model.site_pos[self._goal_site_id] = self.goal
         qpos = INIT_QPOS + self.np_random.uniform(-RESET_NOISE, RESET_NOISE, size=self.model.nq)

@@ -25,7 +25,7 @@ def _returns(act_fn: Callable[[np.ndarray, np.random.Generator], np.ndarray], n:
         total, done = 0.0, False
         while not done:
             obs, rew, terminated, truncated, _ = env.step(act_fn(obs, rng))
-            total += rew
+            total += float(rew)
             done = terminated or truncated
         out[ep] = total
     return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -33,15 +35,15 @@ def test_unknown_name_lists_the_valid_ones() -> None:
 
 def test_paper_settings_reach_the_simulator() -> None:
     """The settings of reference §2 are what the made env actually runs with."""
-    cheetah = make_env(get_env("halfcheetah")).unwrapped
+    cheetah: Any = make_env(get_env("halfcheetah")).unwrapped
     assert cheetah.frame_skip == 1
-    swimmer = make_env(get_env("swimmer")).unwrapped
+    swimmer: Any = make_env(get_env("swimmer")).unwrapped
     assert swimmer.frame_skip == 1
-    ant = make_env(get_env("ant")).unwrapped
+    ant: Any = make_env(get_env("ant")).unwrapped
     assert ant.frame_skip == 2
     assert ant._ctrl_cost_weight == pytest.approx(0.005)
     assert ant.observation_space.shape == (27,)
-    pr2 = make_env(get_env("pr2-reach")).unwrapped
+    pr2: Any = make_env(get_env("pr2-reach")).unwrapped
     assert pr2.dt == pytest.approx(0.05)
     assert np.allclose(pr2.model.opt.gravity, 0.0)
     assert np.allclose(pr2.model.actuator_ctrlrange, [[-3.0, 3.0]] * 7)

@@ -16,6 +16,7 @@ bound. The largest gaps are printed in the terminal summary (``tests/envs/confte
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -103,7 +104,7 @@ def _policy(name: str, spec: EnvSpec, rng: np.random.Generator):
 def _perturb_ant(env: gym.Env, rng: np.random.Generator) -> np.ndarray:
     """Start an Ant episode from a torso height outside or near [0.2, 1] so it reaches terminal
     states (random actions almost never flip the ant)."""
-    u = env.unwrapped
+    u: Any = env.unwrapped
     qpos = u.data.qpos.copy()
     qpos[2] = rng.choice([rng.uniform(0.05, 0.19), rng.uniform(1.0, 1.4), rng.uniform(0.2, 0.3)])
     u.set_state(qpos, u.data.qvel.copy())
