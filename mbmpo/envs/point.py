@@ -10,7 +10,7 @@ so a dynamics model learns it from a few hundred transitions and a policy learns
 * start: ``p0 ~ U([-1, 1]^2)``; no termination; horizon 50 in the registry
 
 Returns over 50 steps (mean over 1000 episodes, reset seeds 0..999; re-measured in
-``tests/envs/test_point.py``): uniform random actions give **-44.8** (std 17.9 across episodes);
+``tests/envs/test_envs_point.py``): uniform random actions give **-44.8** (std 17.9 across episodes);
 the optimal policy :meth:`PointEnv.optimal_action`, ``a = clip(-p / STEP, -1, 1)`` (the closest
 reachable point to the goal each step, which keeps every ``|p_i|`` as small as possible at every
 step and so is optimal for the sum), gives **-2.3** (std 1.5). A learned policy should reach
