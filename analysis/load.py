@@ -40,6 +40,10 @@ class NotASuiteRunWarning(UserWarning):
     """A run under the source folder lacks the suite metadata (env/method/seed) and was skipped."""
 
 
+class TruncatedRunWarning(UserWarning):
+    """A run file ended in the middle of a record; its complete records were used."""
+
+
 @dataclass(frozen=True)
 class RunInfo:
     """One suite run (all its segments merged): identity, config and where it came from."""
@@ -226,6 +230,15 @@ def _collect_offline(
         run_id, run_suite, env, method, seed, scale = ident
         if suite is not None and run_suite != suite:
             continue
+        for seg in ordered:
+            if seg.truncated:
+                warnings.warn(
+                    f"{seg.path}: file ends mid-record (run killed, or still being written:"
+                    " wandb.finish() can return before the last block is flushed;"
+                    " wandb.teardown() flushes it); read up to the last complete record",
+                    TruncatedRunWarning,
+                    stacklevel=3,
+                )
         info = RunInfo(
             run_id=run_id,
             wandb_id=wandb_id,

@@ -22,18 +22,20 @@ from analysis_fixtures import (
 )
 
 import analysis.load as load
-from analysis.load import TIDY_COLUMNS, NotASuiteRunWarning, load_run_info, load_runs
+from analysis.load import (
+    TIDY_COLUMNS,
+    NotASuiteRunWarning,
+    TruncatedRunWarning,
+    load_run_info,
+    load_runs,
+)
 
 
 def test_tidy_frame_columns_and_every_value(wandb_runs: Runs, cache_dir: Path) -> None:
     df = load_runs(wandb_runs.suite_dir)
     assert list(df.columns) == TIDY_COLUMNS
     expected_runs = {
-        f"{e}__{m}__s{s}"
-        for e in ENVS
-        for m in METHODS
-        for s in SEEDS
-        if (e, m, s) not in MISSING
+        f"{e}__{m}__s{s}" for e in ENVS for m in METHODS for s in SEEDS if (e, m, s) not in MISSING
     }
     assert set(df["run_id"]) == expected_runs
     assert set(df["suite"]) == {SUITE}
@@ -47,7 +49,9 @@ def test_tidy_frame_columns_and_every_value(wandb_runs: Runs, cache_dir: Path) -
     for run_id, run in ret.groupby("run_id"):
         env, method, seed = run["env"].iloc[0], run["method"].iloc[0], int(run["seed"].iloc[0])
         assert run_id == f"{env}__{method}__s{seed}"
-        assert run["env_steps"].tolist() == steps_for(seed)  # one row per step: resume de-duplicated
+        assert run["env_steps"].tolist() == steps_for(
+            seed
+        )  # one row per step: resume de-duplicated
         expected = [value(env, method, seed, s) for s in steps_for(seed)]
         np.testing.assert_allclose(run["value"].to_numpy(), expected)
     # only mbmpo runs log their post-update return
@@ -115,12 +119,14 @@ def test_cache_skips_reader_and_invalidates_changed_file(
     data = target.read_bytes()
     target.write_bytes(data[: len(data) // 2])  # simulates a rewrite; truncation is tolerated
     os.utime(target, ns=(1, 1))
-    third = load_runs(src)
+    with pytest.warns(TruncatedRunWarning, match="hopper__ppo__s0"):
+        third = load_runs(src)
     assert calls[n_files:] == [target]
     rows = third[(third["run_id"] == "hopper__ppo__s0") & (third["metric"] == "eval/return_mean")]
     assert 0 < len(rows) < N_EVALS + 1
     # no cache: always reads
-    load_runs(src, cache_dir=False)
+    with pytest.warns(TruncatedRunWarning):
+        load_runs(src, cache_dir=False)
     assert len(calls) == 2 * n_files + 1
 
 

@@ -98,6 +98,7 @@ def test_records_span_blocks_and_crc_is_plain_crc32(tmp_path: Path) -> None:
     for i in range(3):
         wandb.log({"x": i, "env_steps": i})
     run.finish()
+    wandb.teardown()  # flushes the file's last block (finish() may return before it is written)
     (path,) = find_run_files(tmp_path)
     data = path.read_bytes()
     assert len(data) > 3 * BLOCK_LEN
