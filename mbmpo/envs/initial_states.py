@@ -23,21 +23,21 @@ def _cached_env(spec: EnvSpec) -> gym.Env:
 
 
 def sample_initial_states(spec: EnvSpec, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``[n, obs_dim]`` observations right after ``reset``, with reset seeds drawn from ``rng``.
+    """``[n, obs_dim]`` observations right after ``reset``, drawn with a seed from ``rng``.
 
-    Up to :data:`POOL_SIZE` distinct resets are made; for larger ``n`` rows are resampled (with
-    replacement) from that pool, also with ``rng``. The result is a deterministic function of the
-    state of ``rng``.
+    One reset seed is drawn from ``rng``; the env is reset with it and then reset again without a
+    seed (continuing its own generator, which is ~3x faster than reseeding every time) for up to
+    :data:`POOL_SIZE` distinct states. For larger ``n``, rows are resampled (with replacement)
+    from that pool, also with ``rng``. The result is a deterministic function of ``rng``'s state.
     """
     if n < 1:
         raise ValueError(f"sample_initial_states: n must be >= 1, got {n}")
     env = _cached_env(spec)
     n_resets = min(n, POOL_SIZE)
-    seeds = rng.integers(0, 2**31 - 1, size=n_resets)
     pool = np.empty((n_resets, spec.obs_dim), dtype=np.float64)
-    for i, seed in enumerate(seeds):
-        obs, _ = env.reset(seed=int(seed))
-        pool[i] = obs
+    pool[0] = env.reset(seed=int(rng.integers(0, 2**31 - 1)))[0]
+    for i in range(1, n_resets):
+        pool[i] = env.reset()[0]
     if n_resets == n:
         return pool
     return pool[rng.integers(0, n_resets, size=n)]
