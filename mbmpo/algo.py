@@ -86,7 +86,6 @@ class MBMPOAgent:
     """The meta-policy and its improvement by meta steps on the ensemble (see the module doc)."""
 
     improve_phase = "meta"
-    collect_return_key = "mbmpo/post_update_return"
 
     def __init__(self, env: EnvSpec, config: MBMPOConfig, seed: int, device: torch.device) -> None:
         self.env = env
@@ -114,6 +113,14 @@ class MBMPOAgent:
         )
         self.trpo = config.trpo_config()
         self.horizon = config.imagined_horizon or env.horizon
+
+    @property
+    def collect_return_key(self) -> str:
+        """Real returns of the collection episodes: the adapted policies' (the paper's
+        post-update return), or theta's with ``collect_with="pre_update"``."""
+        if self.config.collect_with == "pre_update":
+            return "mbmpo/collect_pre_update_return"
+        return "mbmpo/post_update_return"
 
     # ----- acting ---------------------------------------------------------------------------------
     def _theta(self) -> dict[str, Tensor]:
@@ -187,6 +194,8 @@ class MBMPOAgent:
             pre_batch,
             cfg.meta_batch_size,
         )
+        if pre_batch is not None:
+            out["train/inner_loss"] = obj.inner_loss_value
         t1 = time.perf_counter()
         post = self._rollout(ctx, obj.adapted)
         t_imag += time.perf_counter() - t1
@@ -203,7 +212,6 @@ class MBMPOAgent:
         out.update(
             {
                 "mbmpo/imagined_post_return": mean_return(post),
-                "train/inner_loss": obj.inner_loss_value,
                 "train/outer_loss_before": res.loss_before,
                 "train/outer_loss_after": res.loss_after,
                 "train/kl": res.kl,
