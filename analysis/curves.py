@@ -152,7 +152,10 @@ def learning_curve_figure(
             x = curve["env_steps"].to_numpy(float)
             mean = curve["mean"].to_numpy(float)
             std = curve["std"].to_numpy(float)
-            (line,) = ax.plot(x, mean, color=color, label=label, gid=f"mean:{label}")
+            style = "-" if float(scale) == 1.0 else ":"  # scaled budgets never look like paper runs
+            (line,) = ax.plot(
+                x, mean, color=color, linestyle=style, label=label, gid=f"mean:{label}"
+            )
             ax.fill_between(
                 x, mean - std, mean + std, color=color, alpha=0.25, linewidth=0, gid=f"band:{label}"
             )

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.figure import Figure
 
 from analysis.curves import DEFAULT_METRIC, learning_curve_figure, save_figure
 from analysis.load import RunInfo, collect, frame_from_rows, tidy_rows
@@ -205,19 +206,20 @@ def warn_problems(problems: Sequence[str]) -> None:
         print(f"WARNING: {msg}", file=sys.stderr)
 
 
-def make_figure(
+def build_figure(
     name: str,
     df: pd.DataFrame,
     infos: Sequence[RunInfo] = (),
     *,
-    out_dir: Path,
     n_seeds: int = 3,
     metric: str = DEFAULT_METRIC,
-) -> list[Path]:
-    """Draw figure ``name`` (``fig1``/``fig2``/``fig5``) from the tidy ``df`` into
-    ``out_dir/<name>.png`` and ``.pdf``; warns about missing runs. Returns the written paths."""
+) -> Figure:
+    """Figure ``name`` (``fig1``/``fig2``/``fig5``) drawn from the tidy ``df`` (``infos``: the
+    runs' configs, needed by fig5); warns about missing runs and seeds."""
     if name not in FIGURES:
         raise ValueError(f"unknown figure {name!r}; choose one of {', '.join(FIGURES)}")
+    if n_seeds < 1:
+        raise ValueError(f"n_seeds must be >= 1, got {n_seeds}")
     spec = FIGURES[name]
     rows = prepare(df[df["metric"] == metric], spec, infos)
     warn_problems(coverage_problems(rows, spec, n_seeds))
@@ -238,6 +240,20 @@ def make_figure(
     for ax in fig.axes:
         if ax.get_visible():
             ax.set_ylabel("average return")
+    return fig
+
+
+def make_figure(
+    name: str,
+    df: pd.DataFrame,
+    infos: Sequence[RunInfo] = (),
+    *,
+    out_dir: Path,
+    n_seeds: int = 3,
+    metric: str = DEFAULT_METRIC,
+) -> list[Path]:
+    """:func:`build_figure` written to ``out_dir/<name>.png`` and ``.pdf``; returns the paths."""
+    fig = build_figure(name, df, infos, n_seeds=n_seeds, metric=metric)
     return save_figure(fig, Path(out_dir) / f"{name}.png", formats=("pdf",))
 
 

@@ -224,6 +224,8 @@ def _collect_offline(
     for (_, wandb_id), segments in sorted(by_id.items()):
         config, ordered = _merge_segments(segments)
         last = ordered[-1]
+        if suite is not None and (config_get(config, "suite", None) or last.group) != suite:
+            continue
         ident = _run_identity(config, wandb_id, last.group, last.job_type, str(last.path))
         if ident is None:
             continue

@@ -177,7 +177,7 @@ def step_label(n: int) -> str:
 
 
 def _steps(x: float) -> str:
-    return f"{x:.3g}" if not math.isnan(x) else "-"
+    return f"{x:,.0f}" if not math.isnan(x) else "-"
 
 
 def to_markdown(table: pd.DataFrame, reference: str = REFERENCE_METHOD) -> str:
