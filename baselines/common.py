@@ -27,7 +27,8 @@ STREAM_EVAL = 2
 
 def derive_seed(seed: int, stream: int, *index: int) -> int:
     """A 31-bit seed determined by ``(seed, stream, *index)``, independent across streams/indices."""
-    words = [int(seed) & 0xFFFFFFFF, int(stream), *(int(i) for i in index)]
+    # a non-zero last word: SeedSequence does not tell [.., 0] from [..] (trailing zeros)
+    words = [int(seed) & 0xFFFFFFFF, int(stream), *(int(i) for i in index), len(index) + 1]
     return int(np.random.SeedSequence(words).generate_state(1, dtype=np.uint32)[0] >> 1)
 
 

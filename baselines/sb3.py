@@ -342,6 +342,7 @@ class SB3Method(abc.ABC):
             ),
             maxlen=model._stats_window_size,
         )
+        model.ep_success_buffer = deque(maxlen=model._stats_window_size)
         self._load_extra(model, folder)
         with open(folder / "rng.pkl", "rb") as fh:
             rng = pickle.load(fh)

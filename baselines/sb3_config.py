@@ -107,8 +107,9 @@ class TRPOConfig(OnPolicyConfig):
 
     learning_rate: float = 1e-3
     """Adam step size of the value function (sb3-contrib default)."""
-    batch_size: int = 128
-    """Minibatch size of the value-function updates (sb3-contrib default)."""
+    batch_size: int = 125
+    """Minibatch size of the value-function updates (sb3-contrib: 128, which does not divide the
+    50k batch and makes SB3 warn)."""
     target_kl: float = 0.01
     """KL bound of each policy step (paper: 0.01)."""
     cg_max_steps: int = 10
