@@ -30,6 +30,7 @@ and the allowed values, raised before anything runs or is written.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import hashlib
 import re
@@ -260,6 +261,42 @@ class Manifest:
 
 def _scaled(steps: int, scale: float) -> int:
     return max(1, round(steps * scale))
+
+
+def check_method_configs(specs: list[RunSpec]) -> None:
+    """Build each run's method config early, for methods whose class declares a ``config_class``
+    dataclass, so a bad key or value fails before anything runs (imports those method modules).
+
+    :raises ManifestError: naming the manifest, the method and the problem.
+    """
+    from mbmpo.config_utils import dataclass_from_mapping
+
+    problems: dict[str, list[str]] = {}
+    seen: set[tuple[str, str]] = set()
+    for spec in specs:
+        key = (spec.method, repr(sorted(spec.method_config.items())))
+        if key in seen:
+            continue
+        seen.add(key)
+        config_class = getattr(registry.import_target(spec.target), "config_class", None)
+        if config_class is None or not dataclasses.is_dataclass(config_class):
+            continue
+        try:
+            dataclass_from_mapping(config_class, spec.method_config, where=f"{spec.method} config")
+        except (TypeError, ValueError) as exc:
+            where = (
+                f"config of {spec.run_id} (suites/hyperparams/{spec.method}.yaml + "
+                f"method_overrides.{spec.method}.config + run_overrides.{spec.env}/{spec.method}.config)"
+            )
+            message = f"  - {where}: {exc}"
+            if message not in problems.setdefault(spec.manifest, []):
+                problems[spec.manifest].append(message)
+    if problems:
+        raise ManifestError(
+            "\n".join(
+                f"invalid manifest {path}:\n" + "\n".join(lines) for path, lines in problems.items()
+            )
+        )
 
 
 def filter_runs(specs: list[RunSpec], pattern: str | None) -> list[RunSpec]:

@@ -73,7 +73,7 @@ class TerminalProgress:
         self.running[spec.run_id] = (spec, time.time())
         if not self.live:
             self._print(f"[start] {spec.run_id}")
-        self._draw(force=True)
+        self._draw()
 
     def finished(self, spec: RunSpec, result: RunResult) -> None:
         _, t0 = self.running.pop(spec.run_id, (spec, time.time()))
@@ -91,13 +91,13 @@ class TerminalProgress:
             first = result.message.splitlines()[0] if result.message else ""
             line += f": {first}\n    log: {result.run_dir / 'run.log'}"
         self._print(line)
-        self._draw(force=True)
+        self._draw()
 
     def tick(self) -> None:
         now = time.time()
         if self.live:
             if now - self._last_draw >= self.redraw_every_s:
-                self._draw(force=True)
+                self._draw()
         elif now - self._last_draw >= self.plain_every_s:
             self._last_draw = now
             self.stream.write(self.status_line() + "\n")
@@ -141,7 +141,7 @@ class TerminalProgress:
             )
         return lines
 
-    def _draw(self, force: bool = False) -> None:
+    def _draw(self) -> None:
         if not self.live:
             return
         self.close()

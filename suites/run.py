@@ -7,6 +7,7 @@ import json
 import os
 import shlex
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from suites.manifest import (
     ManifestError,
     RunSpec,
     available_manifests,
+    check_method_configs,
     filter_runs,
     format_scale,
     load_manifest,
@@ -59,11 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="python -m suites.run",
-        description=(
+        description=textwrap.fill(
             "Run a suite: every (env, method, seed) of a YAML manifest, in parallel worker "
             "processes, logged to W&B (offline by default, without an API key). Finished runs "
             "(DONE) are skipped and unfinished ones resume from their checkpoints, so the same "
-            "command can simply be run again after a crash or Ctrl-C."
+            "command can simply be run again after a crash or Ctrl-C.",
+            width=90,
         ),
         epilog=(
             f"manifests: {', '.join(available_manifests()) or '(none)'} (suites/manifests/)\n"
@@ -229,6 +232,8 @@ def draw_figure(suite: str, suite_dir: Path, specs: Sequence[RunSpec], scale: fl
     except ImportError as exc:
         print(f"figure skipped: analysis entry points not available ({exc})", file=sys.stderr)
         return None
+    # keep analysis's parse cache beside the results, not in the current directory
+    os.environ.setdefault("MBMPO_ANALYSIS_CACHE", str(suite_dir.parent / ".analysis_cache"))
     name = "learning_curves" + ("" if scale == 1.0 else f"__x{format_scale(scale)}") + ".png"
     try:
         df = load_runs(suite_dir, suite=suite)
@@ -245,11 +250,20 @@ def draw_figure(suite: str, suite_dir: Path, specs: Sequence[RunSpec], scale: fl
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
         manifest = load_manifest(args.manifest)
         specs = manifest.expand(scale=args.scale)
+        check_method_configs(specs)
         decision = resolve_mode(args.wandb_mode)
     except (ManifestError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -7,6 +7,7 @@ appended to ``run.log`` and its BLAS/OpenMP threads capped at the run's ``cpus``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -174,7 +175,5 @@ class LocalExecutor:
 
 
 def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         proc.send_signal(sig)
-    except ProcessLookupError:
-        pass
