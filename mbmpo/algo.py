@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -53,7 +53,20 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-def advantages(batch: ImaginedBatch, config: MBMPOConfig) -> Tensor:
+class AdvantageSettings(Protocol):
+    """The config fields :func:`advantages` reads (MBMPOConfig has them; so does ME-TRPO's)."""
+
+    @property
+    def discount(self) -> float: ...
+    @property
+    def gae_lambda(self) -> float: ...
+    @property
+    def baseline_reg(self) -> float: ...
+    @property
+    def normalize_advantages(self) -> bool: ...
+
+
+def advantages(batch: ImaginedBatch, config: AdvantageSettings) -> Tensor:
     """Per-task advantages ``[T, N, H]``: linear baseline fit per task (float64), GAE, standardised."""
     rew, mask = batch.rew, batch.mask
     ret = discounted_returns(rew, mask, config.discount)
