@@ -64,6 +64,7 @@ from baselines.common import (
     non_finite_keys,
 )
 from baselines.sb3_config import DDPGConfig, OnPolicyConfig, PPOConfig, SB3Config, TRPOConfig
+from baselines.sb3_param_noise import ParamNoiseDDPG
 from baselines.sb3_policies import LayerNormTD3Policy
 from mbmpo.config_utils import dataclass_from_mapping, dataclass_to_dict
 from mbmpo.envs import EnvSpec
@@ -463,8 +464,9 @@ class PPOMethod(SB3Method):
 
 
 class DDPGMethod(SB3Method):
-    """stable-baselines3 DDPG with layer norm (paper) and Gaussian/OU action noise (SB3 has no
-    parameter noise).  Its replay buffer is checkpointed with the model."""
+    """stable-baselines3 DDPG with layer norm and adaptive parameter noise (paper; the latter
+    from :mod:`baselines.sb3_param_noise`), or SB3's Gaussian/OU action noise.  Its replay buffer
+    (and the parameter-noise std) are checkpointed with the model."""
 
     name = "ddpg"
     config_class = DDPGConfig
@@ -472,46 +474,65 @@ class DDPGMethod(SB3Method):
 
     def _action_noise(self) -> ActionNoise | None:
         c = self.config
-        mean = np.zeros(self.env_spec.act_dim)
-        sigma = c.action_noise_sigma * np.ones(self.env_spec.act_dim)
-        if c.action_noise == "none" or c.action_noise_sigma == 0.0:
+        if c.exploration_noise in ("none", "param") or c.noise_sigma == 0.0:
             return None
-        if c.action_noise == "ou":
+        mean = np.zeros(self.env_spec.act_dim)
+        sigma = c.noise_sigma * np.ones(self.env_spec.act_dim)
+        if c.exploration_noise == "ou":
             return OrnsteinUhlenbeckActionNoise(mean=mean, sigma=sigma)
         return NormalActionNoise(mean=mean, sigma=sigma)
 
     def _build_model(self, venv: VecEnv) -> BaseAlgorithm:
         c = self.config
-        return DDPG(
-            LayerNormTD3Policy if c.layer_norm else "MlpPolicy",
-            venv,
-            learning_rate=c.learning_rate,
-            buffer_size=c.buffer_size,
-            learning_starts=c.learning_starts,
-            batch_size=c.batch_size,
-            tau=c.tau,
-            gamma=c.gamma,
-            train_freq=c.train_freq,
-            gradient_steps=c.gradient_steps,
-            action_noise=self._action_noise(),
-            policy_kwargs={
+        kwargs: dict[str, Any] = {
+            "learning_rate": c.learning_rate,
+            "buffer_size": c.buffer_size,
+            "learning_starts": c.learning_starts,
+            "batch_size": c.batch_size,
+            "tau": c.tau,
+            "gamma": c.gamma,
+            "train_freq": c.train_freq,
+            "gradient_steps": c.gradient_steps,
+            "action_noise": self._action_noise(),
+            "policy_kwargs": {
                 "net_arch": {"pi": list(c.policy_hidden), "qf": list(c.critic_hidden)},
                 "activation_fn": _ACTIVATION_FNS[c.activation],
             },
-            seed=self.seed,
-            device=self.device,
-            verbose=0,
-        )
+            "seed": self.seed,
+            "device": self.device,
+            "verbose": 0,
+        }
+        policy = LayerNormTD3Policy if c.layer_norm else "MlpPolicy"
+        if c.exploration_noise == "param":
+            return ParamNoiseDDPG(
+                policy,
+                venv,
+                param_noise_sigma=c.noise_sigma,
+                param_noise_target=c.noise_sigma,
+                param_noise_interval=c.param_noise_interval,
+                **kwargs,
+            )
+        return DDPG(policy, venv, **kwargs)
 
     def _save_extra(self, model: BaseAlgorithm, folder: Path) -> None:
         buf = model.replay_buffer  # type: ignore[attr-defined]
         assert isinstance(buf, ReplayBuffer)
         save_replay_buffer(buf, folder / "replay.npz")
+        if isinstance(model, ParamNoiseDDPG):
+            atomic_write_json(
+                folder / "param_noise.json",
+                {"sigma": model.param_noise_sigma, "distance": model.param_noise_distance},
+            )
 
     def _load_extra(self, model: BaseAlgorithm, folder: Path) -> None:
         buf = model.replay_buffer  # type: ignore[attr-defined]
         assert isinstance(buf, ReplayBuffer)
         load_replay_buffer(buf, folder / "replay.npz")
+        if isinstance(model, ParamNoiseDDPG):
+            with open(folder / "param_noise.json") as fh:
+                saved = json.load(fh)
+            model.param_noise_sigma = float(saved["sigma"])
+            model.param_noise_distance = float(saved["distance"])
 
 
 _REPLAY_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")

@@ -1,7 +1,7 @@
 """Frozen configs of the stable-baselines3 baselines (TRPO, PPO, DDPG).
 
 Defaults follow the paper where it says something (reference.md section 4: TRPO batch 50k with KL
-0.01; PPO batch 50k with observation normalisation; DDPG with layer norm; all policies (32, 32)
+0.01; PPO batch 50k with observation normalisation; DDPG with layer norm and parameter noise; all policies (32, 32)
 tanh) and stable-baselines3 / sb3-contrib elsewhere.  The per-method default files
 ``suites/hyperparams/<method>.yaml`` repeat these values with comments; a manifest overrides them
 (e.g. a smaller ``n_steps`` and ``batch_size`` for smoke runs).
@@ -15,8 +15,8 @@ from baselines.common import check_field_types
 
 ACTIVATIONS = ("tanh", "relu")
 """Allowed values of ``activation``."""
-ACTION_NOISES = ("normal", "ou", "none")
-"""Allowed values of ``DDPGConfig.action_noise``."""
+EXPLORATION_NOISES = ("param", "normal", "ou", "none")
+"""Allowed values of ``DDPGConfig.exploration_noise``."""
 
 
 def _positive(where: str, **values: float) -> None:
@@ -201,12 +201,16 @@ class DDPGConfig(SB3Config):
     """Env steps (per env) between updates."""
     gradient_steps: int = 1
     """Gradient steps per update."""
-    action_noise: str = "normal"
-    """Exploration noise on the actor's action: one of ``ACTION_NOISES``.  The paper's DDPG used
-    adaptive *parameter* noise, which SB3 does not offer; Gaussian action noise is SB3's usual
-    replacement."""
-    action_noise_sigma: float = 0.1
-    """Std of the action noise (actions lie in [-1, 1])."""
+    exploration_noise: str = "param"
+    """Exploration: one of ``EXPLORATION_NOISES``.  ``param``: adaptive parameter-space noise
+    (Plappert et al. 2018), as in the paper's DDPG (OpenAI baselines ``adaptive-param_0.2``; SB3
+    lacks it, see ``baselines.sb3_param_noise``); ``normal`` / ``ou``: Gaussian /
+    Ornstein-Uhlenbeck noise added to the action (SB3's own options)."""
+    noise_sigma: float = 0.2
+    """``param``: initial weight-noise std and the target action distance (both 0.2 in the paper's
+    runs); ``normal`` / ``ou``: std of the action noise (SB3 examples use 0.1)."""
+    param_noise_interval: int = 50
+    """``param``: env steps between adaptations of the weight-noise std (OpenAI baselines: 50)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -225,11 +229,13 @@ class DDPGConfig(SB3Config):
             raise ValueError(
                 f"{where}: critic_hidden must be positive sizes, got {self.critic_hidden}"
             )
-        if self.action_noise not in ACTION_NOISES:
+        if self.exploration_noise not in EXPLORATION_NOISES:
             raise ValueError(
-                f"{where}: action_noise must be one of {list(ACTION_NOISES)}, got {self.action_noise!r}"
+                f"{where}: exploration_noise must be one of {list(EXPLORATION_NOISES)}, "
+                f"got {self.exploration_noise!r}"
             )
-        if self.action_noise_sigma < 0:
+        if self.noise_sigma < 0 or (self.exploration_noise == "param" and self.noise_sigma == 0):
             raise ValueError(
-                f"{where}: action_noise_sigma must be >= 0, got {self.action_noise_sigma}"
+                f"{where}: noise_sigma must be >= 0 (> 0 for param noise), got {self.noise_sigma}"
             )
+        _positive(where, param_noise_interval=self.param_noise_interval)

@@ -27,6 +27,7 @@ from baselines.sb3 import (
     save_replay_buffer,
 )
 from baselines.sb3_config import DDPGConfig, PPOConfig, TRPOConfig
+from baselines.sb3_param_noise import ParamNoiseDDPG
 from baselines.sb3_policies import LayerNormTD3Policy
 from mbmpo.config_utils import dataclass_from_mapping
 from mbmpo.envs import get_env
@@ -127,8 +128,8 @@ def test_bad_config_values_raise_clear_errors() -> None:
         dataclass_from_mapping(PPOConfig, {"n_steps": 256})
     with pytest.raises(ValueError, match=r"activation must be one of \['tanh', 'relu'\]"):
         dataclass_from_mapping(TRPOConfig, {"activation": "sigmoid"})
-    with pytest.raises(ValueError, match="action_noise must be one of"):
-        dataclass_from_mapping(DDPGConfig, {"action_noise": "param"})
+    with pytest.raises(ValueError, match="exploration_noise must be one of"):
+        dataclass_from_mapping(DDPGConfig, {"exploration_noise": "adaptive"})
     with pytest.raises(ValueError, match="n_envs"):
         dataclass_from_mapping(DDPGConfig, {"n_envs": True})  # bools are not ints here
     with pytest.raises(ValueError, match="gamma"):
@@ -290,7 +291,7 @@ def test_checkpoint_holds_what_each_method_needs(tmp_path: Path) -> None:
     expected = {
         "ppo": {"model.zip", "rng.pkl", "vecnormalize.pkl"},  # PPO normalises observations
         "trpo": {"model.zip", "rng.pkl"},
-        "ddpg": {"model.zip", "rng.pkl", "replay.npz"},
+        "ddpg": {"model.zip", "rng.pkl", "replay.npz", "param_noise.json"},
     }
     for name, files in expected.items():
         run(name, tmp_path / name, budget=Budget(200, 200, 1))
@@ -380,3 +381,82 @@ def test_trpo_learns_inverted_pendulum(tmp_path: Path) -> None:
     returns = [v for _, v in tracker.series(EVAL_RETURN_MEAN)]
     assert returns[0] < 50
     assert np.mean(returns[-3:]) > 150
+
+
+# ----------------------------------------------------------------------------- parameter noise
+
+
+def param_noise_model(**kwargs: Any) -> ParamNoiseDDPG:
+    env = get_env("pendulum").make(0)
+    return ParamNoiseDDPG(
+        LayerNormTD3Policy,
+        env,
+        policy_kwargs={"net_arch": {"pi": [64, 64], "qf": [16, 16]}, "activation_fn": nn.Tanh},
+        buffer_size=1000,
+        learning_starts=50,
+        seed=0,
+        device="cpu",
+        **kwargs,
+    )
+
+
+def test_param_noise_perturbs_weights_but_not_layer_norm() -> None:
+    model = param_noise_model(param_noise_sigma=0.05)
+    target = model._perturbed_actor
+    model.perturb(target, 0.05)
+    noise = []
+    for (name, p), src in zip(target.named_parameters(), model.actor.parameters(), strict=True):
+        d = (p - src).detach()
+        is_ln = any(
+            isinstance(m, nn.LayerNorm) and any(q is p for q in m.parameters())
+            for m in target.modules()
+        )
+        if is_ln:
+            assert torch.equal(d, torch.zeros_like(d)), name
+        else:
+            assert not torch.equal(d, torch.zeros_like(d)), name
+            noise.append(d.flatten())
+    all_noise = torch.cat(noise)
+    assert all_noise.numel() > 4000
+    assert abs(float(all_noise.std()) - 0.05) < 0.005
+    assert abs(float(all_noise.mean())) < 0.005
+
+
+def test_param_noise_std_adapts_towards_the_target_distance() -> None:
+    model = param_noise_model(param_noise_sigma=0.3, param_noise_target=0.2)
+    model.learn(200)  # fills the buffer, adapts every 50 steps from step 50 on
+    assert np.isfinite(model.param_noise_distance)
+    # a target below any distance shrinks the std by 1.01 per adaptation, and the reverse
+    sigma = model.param_noise_sigma
+    model.param_noise_target = 1e-9
+    model.adapt()
+    assert model.param_noise_sigma == pytest.approx(sigma / 1.01)
+    model.param_noise_target = 1e9
+    model.adapt()
+    model.adapt()
+    assert model.param_noise_sigma == pytest.approx(sigma * 1.01)
+    # the distance grows with the std
+    model.param_noise_sigma = 0.01
+    model.adapt()
+    small = model.param_noise_distance
+    model.param_noise_sigma = 1.0
+    model.adapt()
+    assert model.param_noise_distance > 5 * small
+
+
+def test_param_noise_explores_with_the_perturbed_actor_and_evaluates_without(
+    tmp_path: Path,
+) -> None:
+    model = param_noise_model()
+    model.learn(60)  # past learning_starts
+    obs = model._last_obs
+    action, buffer_action = model._sample_action(model.learning_starts, None, 1)
+    with torch.no_grad():
+        perturbed = model._perturbed_actor(model.policy.obs_to_tensor(obs)[0]).numpy()
+    assert np.allclose(buffer_action, perturbed)
+    plain, _ = model.predict(obs, deterministic=True)
+    assert not np.allclose(action, plain)
+    model.save(tmp_path / "p.zip")
+    loaded = ParamNoiseDDPG.load(tmp_path / "p.zip", device="cpu")
+    assert loaded.param_noise_sigma == model.param_noise_sigma
+    assert np.array_equal(loaded.predict(obs, deterministic=True)[0], plain)
