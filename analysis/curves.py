@@ -30,6 +30,8 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from analysis.variants import warn_duplicate_seeds  # noqa: E402
+
 DEFAULT_METRIC = "eval/return_mean"
 GROUP_COLS = ["env", "method", "scale"]
 ALIGNED_COLUMNS = [*GROUP_COLS, "env_steps", "mean", "std", "n_seeds"]
@@ -69,6 +71,8 @@ def align_seeds(df: pd.DataFrame, metric: str = DEFAULT_METRIC) -> pd.DataFrame:
     run_keys = ["suite", "run_id"] if "suite" in sub.columns else ["run_id"]
     parts = []
     for key, group in sub.groupby(GROUP_COLS, sort=True):
+        if "suite" in group.columns:
+            warn_duplicate_seeds(group, "/".join(str(k) for k in key))
         series = [
             (run["env_steps"].to_numpy(float), run["value"].to_numpy(float))
             for _, run in group.groupby(run_keys, sort=True)
@@ -206,7 +210,8 @@ def plot_learning_curves(df: pd.DataFrame, out: Path, metric: str = DEFAULT_METR
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
-    from analysis.load import load_runs
+    from analysis.load import load_runs_and_info
+    from analysis.variants import split_variants
 
     parser = argparse.ArgumentParser(prog="python -m analysis.curves", description=__doc__)
     parser.add_argument("--source", required=True, help="folder of offline runs or wandb://e/p")
@@ -214,7 +219,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
     parser.add_argument("--metric", default=DEFAULT_METRIC)
     parser.add_argument("--out", type=Path, default=None, help="PNG path")
     args = parser.parse_args(argv)
-    df = load_runs(args.source, args.suite)
+    df, infos = load_runs_and_info(args.source, [args.suite] if args.suite else None)
+    df = split_variants(df, infos)
     out = args.out or Path("results") / "analysis" / f"{args.suite or 'all'}_curves.png"
     path = plot_learning_curves(df, out, args.metric)
     print(path)

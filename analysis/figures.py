@@ -34,7 +34,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from analysis.curves import DEFAULT_METRIC, learning_curve_figure, save_figure
-from analysis.load import RunInfo, collect, frame_from_rows, tidy_rows
+from analysis.load import RunInfo, load_runs_and_info
 
 FIG1_ENVS = ("swimmer", "halfcheetah", "walker2d", "pr2-reach", "hopper", "ant")
 ENV_TITLES = {
@@ -261,13 +261,7 @@ def load_for_figures(
     source: str | Path, suites: Sequence[str] | None
 ) -> tuple[pd.DataFrame, list[RunInfo]]:
     """Tidy frame and run infos of ``source``, for the given suites (all when ``None``)."""
-    rows = []
-    infos: list[RunInfo] = []
-    for suite in suites or [None]:
-        for info, history in collect(source, suite):
-            infos.append(info)
-            rows.extend(tidy_rows(info, history))
-    return frame_from_rows(rows), infos
+    return load_runs_and_info(source, suites)
 
 
 def main(argv: Sequence[str] | None = None) -> list[Path]:

@@ -353,3 +353,16 @@ def load_run_info(
 ) -> list[RunInfo]:
     """Per-run metadata (config, versions, git commit, sources) of the runs :func:`load_runs` reads."""
     return [info for info, _ in collect(source, suite, cache_dir=cache_dir)]
+
+
+def load_runs_and_info(
+    source: str | Path, suites: Iterable[str] | None = None, *, cache_dir: Path | None | bool = True
+) -> tuple[pd.DataFrame, list[RunInfo]]:
+    """:func:`load_runs` and :func:`load_run_info` in one pass, for several suites (all if None)."""
+    rows: list[tuple[Any, ...]] = []
+    infos: list[RunInfo] = []
+    for suite in list(suites) if suites else [None]:
+        for info, history in collect(source, suite, cache_dir=cache_dir):
+            infos.append(info)
+            rows.extend(tidy_rows(info, history))
+    return frame_from_rows(rows), infos

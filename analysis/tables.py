@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.variants import warn_duplicate_seeds
+
 DEFAULT_METRIC = "eval/return_mean"
 DEFAULT_CHECKPOINTS = (1e4, 5e4, 1e5, 2e5, 4e5, 1e6, 2e6, 5e6, 1e7)
 REFERENCE_METHOD = "mbmpo"
@@ -70,10 +72,12 @@ def _mean_std(xs: Sequence[float]) -> tuple[float, float]:
 
 def _seed_curves(group: pd.DataFrame) -> list[tuple[int, np.ndarray, np.ndarray]]:
     out = []
-    for seed, run in group.groupby("seed", sort=True):
+    for _, run in group.groupby(["suite", "run_id"], sort=True):
         run = run.dropna(subset=["value"]).sort_values("env_steps")
         if len(run):
-            out.append((int(seed), run["env_steps"].to_numpy(float), run["value"].to_numpy(float)))
+            seed = int(run["seed"].iloc[0])
+            out.append((seed, run["env_steps"].to_numpy(float), run["value"].to_numpy(float)))
+    out.sort(key=lambda c: c[0])
     return out
 
 
@@ -99,7 +103,10 @@ def summary_table(
     rows: list[dict[str, object]] = []
     for _suite, suite_rows in sub.groupby("suite", sort=True):
         cps = choose_checkpoints(float(suite_rows["env_steps"].max()), checkpoints)
-        groups = {key: _seed_curves(g) for key, g in suite_rows.groupby(KEY_COLS, sort=True)}
+        groups = {}
+        for key, g in suite_rows.groupby(KEY_COLS, sort=True):
+            warn_duplicate_seeds(g, "/".join(str(k) for k in key))
+            groups[key] = _seed_curves(g)
         finals = {
             key: _mean_std([v[-1] for _, _, v in curves])[0] for key, curves in groups.items()
         }
@@ -251,7 +258,8 @@ def _parse_thresholds(items: Sequence[str] | None) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> list[Path]:
-    from analysis.load import load_runs
+    from analysis.load import load_runs_and_info
+    from analysis.variants import split_variants
 
     parser = argparse.ArgumentParser(prog="python -m analysis.tables", description=__doc__)
     parser.add_argument("--source", required=True, help="folder of offline runs or wandb://e/p")
@@ -262,9 +270,9 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
     parser.add_argument("--threshold-frac", type=float, default=0.9)
     parser.add_argument("--reference", default=REFERENCE_METHOD)
     args = parser.parse_args(argv)
-    df = load_runs(args.source, args.suite)
+    df, infos = load_runs_and_info(args.source, [args.suite] if args.suite else None)
     table = summary_table(
-        df,
+        split_variants(df, infos),
         args.metric,
         thresholds=_parse_thresholds(args.threshold),
         threshold_frac=args.threshold_frac,
