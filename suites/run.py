@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
             "arguments, 130 interrupted.\n\nexamples:\n"
             "  python -m suites.run smoke --dry-run\n"
             "  python -m suites.run smoke --scale 0.1 --jobs 2\n"
+            "  python -m suites.run paper_fig1 --executor ray --address 10.0.0.1:6379\n"
             "  python -m suites.run path/to/my_suite.yaml --only 'pendulum__ppo*' --wandb-mode online"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -146,7 +147,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--executor",
         choices=sorted(EXECUTORS),
         default="local",
-        help="where runs execute (default: local worker processes)",
+        help="where runs execute (default: local worker processes; ray: one Ray task per run on "
+        "the cluster at --address, with a results dir shared by all nodes)",
+    )
+    parser.add_argument(
+        "--address",
+        default=None,
+        metavar="HOST:PORT",
+        help="--executor ray: the Ray cluster to join (HOST:PORT of the head node, or 'auto'); "
+        "default: $RAY_ADDRESS, else a private local Ray cluster",
+    )
+    parser.add_argument(
+        "--max-retries",
+        type=int,
+        default=None,
+        metavar="N",
+        help="--executor ray: retries of a run whose Ray worker or node was lost (default 3)",
     )
     return parser
 
@@ -260,6 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    if args.executor != "ray" and (args.address is not None or args.max_retries is not None):
+        print("error: --address and --max-retries need --executor ray", file=sys.stderr)
+        return EXIT_USAGE
     try:
         manifest = load_manifest(args.manifest)
         specs = manifest.expand(scale=args.scale)
@@ -310,7 +329,12 @@ def _main(argv: Sequence[str] | None) -> int:
     todo = [s for s in selected if s not in skipped]
     if skipped:
         print(f"skipping {len(skipped)} finished runs (DONE)")
-    executor = make_executor(args.executor, jobs=args.jobs)
+    executor_options: dict[str, object] = {}
+    if args.executor == "ray":
+        executor_options["address"] = args.address
+        if args.max_retries is not None:
+            executor_options["max_retries"] = args.max_retries
+    executor = make_executor(args.executor, jobs=args.jobs, **executor_options)
     progress = TerminalProgress(manifest.name, todo, options)
     try:
         results = executor.run(todo, options, progress) if todo else {}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from suites.manifest import RunSpec
 from suites.runner import RunOptions, RunResult
@@ -58,12 +58,16 @@ class Executor(Protocol):
         ...
 
 
-EXECUTORS: dict[str, str] = {"local": "suites.executors.local:LocalExecutor"}
-"""Executor name -> ``"module:Class"``; the class is built as ``Class(jobs=...)``."""
+EXECUTORS: dict[str, str] = {
+    "local": "suites.executors.local:LocalExecutor",
+    "ray": "suites.executors.ray_executor:RayExecutor",
+}
+"""Executor name -> ``"module:Class"``; the class is built as ``Class(jobs=..., **options)``."""
 
 
-def make_executor(name: str, jobs: int | None = None) -> Executor:
-    """Build the executor registered as ``name`` (imported lazily).
+def make_executor(name: str, jobs: int | None = None, **options: Any) -> Executor:
+    """Build the executor registered as ``name`` (imported lazily); ``options`` are passed to its
+    constructor (e.g. the Ray executor's ``address``).
 
     :raises KeyError: listing the valid names.
     """
@@ -75,7 +79,7 @@ def make_executor(name: str, jobs: int | None = None) -> Executor:
         ) from None
     module_name, _, attr = target.partition(":")
     cls = getattr(importlib.import_module(module_name), attr)
-    return cls(jobs=jobs)  # type: ignore[no-any-return]
+    return cls(jobs=jobs, **options)  # type: ignore[no-any-return]
 
 
 __all__ = ["EXECUTORS", "Executor", "NullProgress", "Progress", "make_executor"]
