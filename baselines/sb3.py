@@ -37,7 +37,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -178,6 +178,8 @@ class SB3Method(abc.ABC):
         return summary
 
     def _run(self, prog: _Progress | None, budget: Budget, wall: Any) -> _Progress:
+        for stale in self.run_dir.glob(".ckpt_*.tmp-*"):  # left by a run killed mid-checkpoint
+            shutil.rmtree(stale, ignore_errors=True)
         venv = self._make_venv(prog)
         eval_env = self.env_spec.make(self.seed + EVAL_SEED_OFFSET)
         try:
@@ -227,7 +229,8 @@ class SB3Method(abc.ABC):
         assert self._venv is not None
         self._venv.seed(derive_seed(self.seed, STREAM_TRAIN_RESET, env_steps))
         model._last_obs = None  # type: ignore[assignment]  # makes learn() reset the envs
-        model.learn(total_timesteps=steps, reset_num_timesteps=False, log_interval=None)
+        # log_interval=None: SB3 never dumps its logger inside learn(); we read it afterwards
+        model.learn(total_timesteps=steps, reset_num_timesteps=False, log_interval=None)  # type: ignore[arg-type]
         stats = {
             k: float(v)
             for k, v in model.logger.name_to_value.items()
@@ -248,9 +251,10 @@ class SB3Method(abc.ABC):
     def _act(self, obs: np.ndarray) -> np.ndarray:
         """Deterministic action ``[act]`` for one raw observation ``[obs]``."""
         assert self._model is not None and self._venv is not None
+        policy_obs = obs
         if isinstance(self._venv, VecNormalize):
-            obs = self._venv.normalize_obs(obs)
-        action, _ = self._model.predict(obs, deterministic=True)
+            policy_obs = cast(np.ndarray, self._venv.normalize_obs(obs))
+        action, _ = self._model.predict(policy_obs, deterministic=True)
         return np.asarray(action)
 
     def _evaluate_and_checkpoint(

@@ -8,6 +8,8 @@ Saved models stay loadable with ``DDPG.load`` (the class is importable by its mo
 
 from __future__ import annotations
 
+from typing import cast
+
 from stable_baselines3.common.policies import ContinuousCritic
 from stable_baselines3.common.preprocessing import get_action_dim
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, create_mlp
@@ -42,8 +44,8 @@ class LayerNormTD3Policy(TD3Policy):
                 *create_mlp(
                     in_dim,
                     1,
-                    list(self.critic_kwargs["net_arch"]),
-                    self.critic_kwargs["activation_fn"],
+                    cast(list[int], self.critic_kwargs["net_arch"]),
+                    cast(type[nn.Module], self.critic_kwargs["activation_fn"]),
                     post_linear_modules=[nn.LayerNorm],
                 )
             ).to(self.device)
