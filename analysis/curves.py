@@ -28,7 +28,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.artist import Artist  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import EngFormatter, MaxNLocator  # noqa: E402
 
 from analysis.variants import warn_duplicate_seeds  # noqa: E402
 
@@ -139,7 +141,7 @@ def learning_curve_figure(
     nrows = -(-len(env_list) // ncols)
     sns.set_theme(style="whitegrid", context="paper")
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False)
-    handles: dict[str, object] = {}
+    handles: dict[str, Artist] = {}
     for idx, env in enumerate(env_list):
         ax = axes[idx // ncols][idx % ncols]
         ax.set_title((env_titles or {}).get(env, env))
@@ -147,6 +149,9 @@ def learning_curve_figure(
         ax.set_ylabel(metric)
         if log_x:
             ax.set_xscale("log")
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
+            ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 100k, 1M
         env_rows = aligned[aligned["env"] == env]
         if env_rows.empty:
             ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)

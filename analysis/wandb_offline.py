@@ -32,7 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wandb.proto import wandb_internal_pb2 as pb
+from wandb.proto import wandb_internal_pb2 as _pb
+
+pb: Any = _pb  # generated protobuf module (no type stubs)
 
 FILE_MAGIC = b":W&B"
 FILE_HEADER = struct.Struct("<4sHB")  # magic, 0xBEE1, version
@@ -158,7 +160,7 @@ def _read_payloads(path: Path) -> tuple[list[bytes], bool]:
     return records, pending is not None
 
 
-def read_records(path: str | Path) -> tuple[list[pb.Record], bool]:
+def read_records(path: str | Path) -> tuple[list[Any], bool]:
     """Decode every record of ``path``; returns ``(records, truncated)``."""
     path = Path(path)
     payloads, truncated = _read_payloads(path)
@@ -241,7 +243,7 @@ def read_run(path: str | Path) -> OfflineRun:
     config: dict[str, Any] = {}
     summary: dict[str, Any] = {}
     history: list[dict[str, Any]] = []
-    run: pb.RunRecord | None = None
+    run: Any = None
     exit_code: int | None = None
     version = ""
     for rec in records:
