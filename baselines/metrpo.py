@@ -46,6 +46,9 @@ METRPO_PROPAGATIONS = tuple(p for p in PROPAGATIONS if p != "task")
 class METRPOConfig(ModelBasedConfig):
     """ME-TRPO settings (defaults: the MB-MPO authors' Figure-2 setting, reference.md section 4)."""
 
+    buffer_capacity: int = 1_000_000
+    """FIFO capacity of the real-transition buffer: large enough that the ensemble is refit on ALL
+    data, as ME-TRPO does (100 iterations x 4000 steps)."""
     trpo_steps: int = 30
     """TRPO steps per iteration (with ``policy_validation``: the most it may take)."""
     imagined_trajectories: int = 250
