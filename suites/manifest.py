@@ -67,7 +67,7 @@ _RESOURCE_KEYS = ("cpus",)
 _METHOD_OVERRIDE_KEYS = ("config", "budget", "resources")
 _ENV_OVERRIDE_KEYS = ("budget", "resources")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-DEFAULT_EVAL_EPISODES = Budget.__dataclass_fields__["eval_episodes"].default
+DEFAULT_EVAL_EPISODES: int = Budget(1, 1).eval_episodes
 DEFAULT_CPUS = 1
 
 
@@ -279,7 +279,7 @@ def check_method_configs(specs: list[RunSpec]) -> None:
             continue
         seen.add(key)
         config_class = getattr(registry.import_target(spec.target), "config_class", None)
-        if config_class is None or not dataclasses.is_dataclass(config_class):
+        if not isinstance(config_class, type) or not dataclasses.is_dataclass(config_class):
             continue
         try:
             dataclass_from_mapping(config_class, spec.method_config, where=f"{spec.method} config")

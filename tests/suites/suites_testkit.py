@@ -78,7 +78,12 @@ class RandomMethod:
     def train(self, budget: Budget) -> RunSummary:
         t0 = time.perf_counter()
         ckpt_path = self.run_dir / CHECKPOINT
-        state = {"env_steps": 0, "wall_s": 0.0, "last_return": math.nan, "resumed_from": []}
+        state: dict[str, Any] = {
+            "env_steps": 0,
+            "wall_s": 0.0,
+            "last_return": math.nan,
+            "resumed_from": [],
+        }
         if ckpt_path.is_file():
             state = json.loads(ckpt_path.read_text())
             state["resumed_from"].append(state["env_steps"])

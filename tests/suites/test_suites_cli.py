@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from suites_testkit import CHECKPOINT, TARGET
 
 from suites import registry
 from suites.run import main as run_main
-from suites_testkit import CHECKPOINT, TARGET
 
 
 def tree(root: Path) -> list[str]:
