@@ -313,8 +313,13 @@ class WandbTracker:
         """Finish the W&B run with ``exit_code`` (non-zero marks it failed) and restore the env."""
         try:
             if self._run is not None:
+                import wandb
+
                 self._run.finish(exit_code=exit_code)
                 self._run = None
+                # finish() can return before the .wandb file's last block is written; shutting
+                # the W&B service down flushes it, so DONE is only written over a complete file
+                wandb.teardown()
         finally:
             for key, value in self._saved_env.items():
                 if value is None:
