@@ -34,11 +34,12 @@ import random
 import shutil
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
+import gymnasium as gym
 import numpy as np
 import torch
 from sb3_contrib import TRPO
@@ -177,7 +178,7 @@ class SB3Method(abc.ABC):
         )
         return summary
 
-    def _run(self, prog: _Progress | None, budget: Budget, wall: Any) -> _Progress:
+    def _run(self, prog: _Progress | None, budget: Budget, wall: Callable[[], float]) -> _Progress:
         for stale in self.run_dir.glob(".ckpt_*.tmp-*"):  # left by a run killed mid-checkpoint
             shutil.rmtree(stale, ignore_errors=True)
         venv = self._make_venv(prog)
@@ -262,8 +263,8 @@ class SB3Method(abc.ABC):
         model: BaseAlgorithm,
         prog: _Progress,
         budget: Budget,
-        eval_env: Any,
-        wall: Any,
+        eval_env: gym.Env,
+        wall: Callable[[], float],
         stats: dict[str, float],
     ) -> None:
         seeds = [
