@@ -13,7 +13,7 @@ rollout step is just ``len(hidden_sizes) + 1`` ``baddbmm`` calls plus the activa
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -56,7 +56,18 @@ class FrozenEnsemble:
 
 
 class DynamicsEnsemble(nn.Module):
-    """K dynamics MLPs as one batched module."""
+    """K dynamics MLPs as one batched module.
+
+    Parameters per layer ``l``: ``v[l] [K, in, out]``, ``g[l] [K, 1, out]`` (weight norm only),
+    ``b[l] [K, 1, out]``. Buffers (saved in ``state_dict``): the normalisers below.
+    """
+
+    obs_mean: Tensor
+    obs_std: Tensor
+    act_mean: Tensor
+    act_std: Tensor
+    delta_mean: Tensor
+    delta_std: Tensor
 
     def __init__(
         self,
@@ -229,7 +240,9 @@ def balanced_assignment(
     return perm.view(g, members).T
 
 
-def grouped_predict(predict, obs: Tensor, act: Tensor, idx: Tensor) -> Tensor:
+def grouped_predict(
+    predict: Callable[[Tensor, Tensor], Tensor], obs: Tensor, act: Tensor, idx: Tensor
+) -> Tensor:
     """Evaluate rows ``obs [B, obs], act [B, act]`` grouped by member as ``idx [K, G]`` says
     (from :func:`balanced_assignment`) with ``predict([K, G, obs], [K, G, act]) -> [K, G, obs]``;
     returns ``[B, obs]`` in the original row order."""

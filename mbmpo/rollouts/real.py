@@ -83,7 +83,7 @@ class RealSampler:
         )
         self._runs += 1
         active = np.ones(m_, dtype=bool)
-        steps: list[list[tuple[np.ndarray, ...]]] = [[] for _ in range(m_)]
+        steps: list[list[tuple[Any, ...]]] = [[] for _ in range(m_)]
         returns = np.zeros(m_)
         while active.any():
             if act_fn is None:
