@@ -1,0 +1,172 @@
+"""The Ray executor against a REAL local Ray cluster (a head node started with ``ray start`` on
+loopback, the suite connecting to it with ``--executor ray --address``), not a mock.
+
+One cluster test covers: two real PPO runs on pendulum as Ray tasks, one of whose Ray worker is
+SIGKILLed mid-run (Ray retries the task, which resumes from its checkpoint and continues the same
+W&B run with no duplicated or missing evaluation points), and a run that asks for more CPUs than
+any node has (reported as failed at once, the others unaffected).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from analysis.load import collect
+from suites.executors import make_executor
+from suites.executors.ray_executor import RayExecutor, _infeasible
+from suites.manifest import load_manifest
+
+REPO = Path(__file__).resolve().parents[2]
+RAY = Path(sys.executable).with_name("ray")
+EVAL_EVERY = 200
+TOTAL = 600
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(RAY_AUTH_MODE="disabled", WANDB_MODE="offline", WANDB_SILENT="true")
+    return env
+
+
+@pytest.fixture
+def ray_cluster(tmp_path: Path) -> Iterator[str]:
+    """A local Ray head node on 127.0.0.1 with 2 CPUs; ``ray stop --force`` always afterwards."""
+    port = _free_port()
+    try:
+        started = subprocess.run(
+            [str(RAY), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port)]
+            + ["--num-cpus", "2", "--include-dashboard=false", "--disable-usage-stats"],
+            env=_env(),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+        assert started.returncode == 0, f"ray start failed:\n{started.stdout}\n{started.stderr}"
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run(
+            [str(RAY), "stop", "--force"], env=_env(), capture_output=True, timeout=60, check=False
+        )
+
+
+def _rows(run_dir: Path) -> int:
+    try:
+        return int(json.loads((run_dir / "progress.json").read_text())["rows"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def _ray_worker_pid(run_dir: Path) -> int | None:
+    try:
+        found = re.findall(r"ray worker pid (\d+)", (run_dir / "run.log").read_text())
+    except OSError:
+        return None
+    return int(found[-1]) if found else None
+
+
+def test_suite_on_a_local_ray_cluster_retries_a_lost_worker(
+    ray_cluster: str, tmp_path: Path, write_manifest
+) -> None:
+    manifest = write_manifest(
+        {
+            "name": "raytest",
+            "methods": ["ppo"],
+            "envs": ["pendulum", "point"],
+            "seeds": 2,
+            "budget": {"total_env_steps": TOTAL, "eval_every": EVAL_EVERY, "eval_episodes": 2},
+            "method_overrides": {
+                "ppo": {"config": {"n_steps": 100, "batch_size": 50, "normalize_obs": False}}
+            },
+            # point is only here to ask for more CPUs than any node has
+            "run_overrides": {"point/ppo": {"resources": {"cpus": 3}}},
+        }
+    )
+    results = tmp_path / "results"
+    cmd = [sys.executable, "-m", "suites.run", str(manifest), "--executor", "ray"]
+    cmd += ["--address", ray_cluster, "--results-dir", str(results), "--no-figure"]
+    suite = subprocess.Popen(
+        cmd, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    victim = results / "raytest" / "pendulum__ppo__s0"
+    killed = None
+    try:
+        deadline = time.time() + 150
+        while time.time() < deadline and suite.poll() is None:
+            pid = _ray_worker_pid(victim)
+            if pid is not None and _rows(victim) >= 2:  # after the evaluation at 200 steps
+                os.kill(pid, signal.SIGKILL)  # the Ray worker running this run's task
+                killed = pid
+                break
+            time.sleep(0.1)
+        out, _ = suite.communicate(timeout=max(1.0, deadline - time.time()))
+    finally:
+        if suite.poll() is None:
+            suite.kill()
+            suite.wait()
+    assert killed is not None, "the run finished before its Ray worker could be killed"
+    assert suite.returncode == 1, out  # the infeasible run failed, the others finished
+    assert "2 done" in out and "2 failed" in out, out
+
+    for seed in (0, 1):
+        assert (results / "raytest" / f"pendulum__ppo__s{seed}" / "DONE").is_file(), out
+        failed = results / "raytest" / f"point__ppo__s{seed}" / "FAILED"
+        assert "3 CPU" in failed.read_text(), failed.read_text()
+    log = (victim / "run.log").read_text()
+    assert log.count("=== ray task on node") == 2, log  # the first attempt and Ray's retry
+    assert _ray_worker_pid(victim) != killed
+
+    expected = list(range(0, TOTAL + 1, EVAL_EVERY))
+    runs = {info.run_id: (info, history) for info, history in collect(results, cache_dir=None)}
+    assert set(runs) == {"pendulum__ppo__s0", "pendulum__ppo__s1"}
+    for run_id, (info, history) in runs.items():
+        steps = [int(row["env_steps"]) for row in history if "eval/return_mean" in row]
+        assert steps == expected, (run_id, steps)  # nothing duplicated, nothing missing
+        assert info.finished
+        assert all(Path(s).is_file() and s.endswith(".wandb") for s in info.sources)
+    assert len(runs["pendulum__ppo__s0"][0].sources) == 2  # resumed: one W&B run, two segments
+    assert len({Path(s).parent.name[-24:] for s in runs["pendulum__ppo__s0"][0].sources}) == 1
+
+
+def test_infeasible_resources_are_named() -> None:
+    spec = load_manifest("smoke").expand()[0]
+    nodes = [{"CPU": 2.0}, {"CPU": 1.0, "GPU": 1.0}]
+    assert _infeasible(spec, nodes) == ""
+    from dataclasses import replace
+
+    big = replace(spec, cpus=4)
+    message = _infeasible(big, nodes)
+    assert "4 CPU" in message and "largest node" in message and "2 CPU" in message
+
+
+def test_make_executor_builds_the_ray_executor_with_its_options() -> None:
+    executor = make_executor("ray", jobs=3, address="127.0.0.1:1", max_retries=5)
+    assert isinstance(executor, RayExecutor)
+    assert (executor.jobs, executor.address, executor.max_retries) == (3, "127.0.0.1:1", 5)
+    with pytest.raises(ValueError, match="max_retries"):
+        RayExecutor(max_retries=-1)
+
+
+def test_address_without_ray_executor_is_a_usage_error(tmp_path: Path) -> None:
+    from suites.run import EXIT_USAGE, main
+
+    code = main(["smoke", "--address", "127.0.0.1:1", "--results-dir", str(tmp_path)])
+    assert code == EXIT_USAGE
+    assert not any(tmp_path.iterdir())
