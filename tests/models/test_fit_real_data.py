@@ -32,14 +32,9 @@ def _fit(
 
 
 @pytest.fixture(autouse=True)
-def _one_thread(tmp_path, monkeypatch):
-    """One torch thread (the machine is shared; oversubscribed threads slow torch down badly), and
-    the run's cwd in tmp_path (MuJoCo writes MUJOCO_LOG.TXT into the cwd)."""
+def _in_tmp_path(tmp_path, monkeypatch):
+    """MuJoCo writes MUJOCO_LOG.TXT into the cwd: keep it out of the source tree."""
     monkeypatch.chdir(tmp_path)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_inverted_pendulum_one_step_model() -> None:
