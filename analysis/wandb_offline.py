@@ -175,17 +175,29 @@ def read_records(path: str | Path) -> tuple[list[Any], bool]:
     return records, truncated
 
 
-def _item_path(item: Any) -> list[str]:
-    """The key of a config/summary/history item as a list of nested parts."""
-    if item.nested_key:
-        return list(item.nested_key)
-    return [item.key]
+def _item_path(item: Any) -> tuple[str, ...]:
+    """The key of a config/summary/history item as a tuple of nested parts."""
+    nested = item.nested_key
+    return tuple(nested) if nested else (item.key,)
+
+
+def _decode_json(text: str) -> Any:
+    """``json.loads`` with a fast path for plain numbers (most history values)."""
+    if text.isdigit() or (text[0] == "-" and text[1:].isdigit()):
+        return int(text)
+    if text[0] in '"[{tfn':  # strings, lists, objects, true/false/null
+        return json.loads(text)
+    try:
+        return float(text)  # also NaN / Infinity / -Infinity, as wandb writes them
+    except ValueError:
+        return json.loads(text)
 
 
 def _item_value(item: Any) -> Any:
     """The decoded value of an item (``value_json``; history items may use typed fields)."""
-    if item.value_json:
-        return json.loads(item.value_json)
+    text = item.value_json
+    if text:
+        return _decode_json(text)
     if isinstance(item, pb.HistoryItem):
         which = item.WhichOneof("value")
         if which is None or which == "none":
@@ -217,12 +229,34 @@ def _del_nested(target: dict[str, Any], parts: Sequence[str]) -> None:
         node.pop(parts[-1], None)
 
 
-def _apply_updates(target: dict[str, Any], update: Any) -> None:
-    """Apply a ConfigRecord/SummaryRecord (``update`` and ``remove`` items) to ``target``."""
-    for item in update.update:
-        _set_nested(target, _item_path(item), _item_value(item))
-    for item in update.remove:
-        _del_nested(target, _item_path(item))
+class _LazyUpdates:
+    """Config/summary updates kept as raw JSON, the last write per key path winning, decoded once
+    at the end (a run writes a summary record per logged row; decoding each would dominate)."""
+
+    def __init__(self) -> None:
+        self.ops: dict[tuple[str, ...], str | None] = {}  # path -> value_json, None = removed
+
+    def apply(self, update: Any) -> None:
+        """Record a ConfigRecord/SummaryRecord's ``update`` and ``remove`` items, in order."""
+        ops = self.ops
+        for item in update.update:
+            path = _item_path(item)
+            ops.pop(path, None)  # re-insert: keeps the order of the last writes
+            ops[path] = item.value_json
+        for item in update.remove:
+            path = _item_path(item)
+            ops.pop(path, None)
+            ops[path] = None
+
+    def result(self) -> dict[str, Any]:
+        """The nested dict after every update, in order."""
+        out: dict[str, Any] = {}
+        for path, text in self.ops.items():
+            if text is None:
+                _del_nested(out, path)
+            else:
+                _set_nested(out, path, json.loads(text) if text else None)
+        return out
 
 
 def _history_row(history: Any) -> dict[str, Any]:
@@ -240,8 +274,8 @@ def read_run(path: str | Path) -> OfflineRun:
     """
     path = Path(path)
     records, truncated = read_records(path)
-    config: dict[str, Any] = {}
-    summary: dict[str, Any] = {}
+    config = _LazyUpdates()
+    summary = _LazyUpdates()
     history: list[dict[str, Any]] = []
     run: Any = None
     exit_code: int | None = None
@@ -252,21 +286,22 @@ def read_run(path: str | Path) -> OfflineRun:
             history.append(_history_row(rec.history))
         elif kind == "run":
             run = rec.run
-            _apply_updates(config, rec.run.config)
-            _apply_updates(summary, rec.run.summary)
+            config.apply(rec.run.config)
+            summary.apply(rec.run.summary)
         elif kind == "config":
-            _apply_updates(config, rec.config)
+            config.apply(rec.config)
         elif kind == "summary":
-            _apply_updates(summary, rec.summary)
+            summary.apply(rec.summary)
         elif kind == "exit":
             exit_code = int(rec.exit.exit_code)
         elif kind == "header":
             version = rec.header.version_info.producer
     if run is None:
         raise WandbFileError(f"{path}: no run record (not a complete wandb run log)")
+    config_dict, summary_dict = config.result(), summary.result()
     for internal in ("_wandb",):
-        config.pop(internal, None)
-        summary.pop(internal, None)
+        config_dict.pop(internal, None)
+        summary_dict.pop(internal, None)
     start = run.start_time.seconds + run.start_time.nanos * 1e-9
     return OfflineRun(
         path=path,
@@ -277,9 +312,9 @@ def read_run(path: str | Path) -> OfflineRun:
         job_type=run.job_type,
         tags=tuple(run.tags),
         start_time=start,
-        config=config,
+        config=config_dict,
         history=history,
-        summary=summary,
+        summary=summary_dict,
         exit_code=exit_code,
         truncated=truncated,
         wandb_version=version.split("+")[0],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import shutil
 import struct
 import zlib
@@ -24,6 +26,7 @@ from analysis.wandb_offline import (
     BLOCK_LEN,
     FILE_HEADER_LEN,
     WandbFileError,
+    _decode_json,
     find_run_files,
     merge_history,
     read_records,
@@ -160,3 +163,32 @@ def test_offsets_of_seeds_are_what_was_logged(wandb_runs: Runs) -> None:
         assert first["env_steps"] == 0
         assert first["eval/return_mean"] == pytest.approx(offset)
         assert len(read_run(path).history) == N_EVALS + 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1",
+        "-3",
+        "0",
+        "0.5",
+        "-0.25",
+        "1e5",
+        "1.5E-3",
+        '"x"',
+        "[1, 2]",
+        '{"a": 1}',
+        "true",
+        "false",
+        "null",
+    ],
+)
+def test_fast_number_decoding_matches_json(text: str) -> None:
+    got = _decode_json(text)
+    want = json.loads(text)
+    assert got == want and type(got) is type(want)
+
+
+def test_non_finite_values_decode() -> None:
+    assert math.isnan(_decode_json("NaN"))
+    assert _decode_json("Infinity") == math.inf and _decode_json("-Infinity") == -math.inf
