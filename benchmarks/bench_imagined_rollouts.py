@@ -183,6 +183,23 @@ def main() -> None:
         f"rollout / bare layers = {100 * rollout_rate / bare_rate:.0f}%   "
         f"rollout / plain matmul = {100 * rollout_rate / big_rate:.0f}%"
     )
+    # where the rest of a rollout step goes (per step, best of `repeats`)
+    s0 = start
+    a0 = act_fn(s0)
+    s1 = s0 + 0.01
+    parts = {
+        "policy sample": lambda: [act_fn(s0) for _ in range(50)],
+        "reward fn": lambda: [env.reward(s0, a0, s1) for _ in range(50)],
+    }
+    for name, fn in parts.items():
+        t = _best_time(lambda f=fn: (f(), sync()), reps)[0] / 50
+        print(f"  per step: {name:14s} {1e3 * t:7.3f} ms")
+    t = _best_time(lambda: (ens.frozen(), sync()), reps)[0]
+    print(f"  per rollout: effective weights + folded normalisers (frozen()) {1e3 * t:7.3f} ms")
+    print(
+        f"  per step: model pass {1e3 * best['model_step'] / 50:7.3f} ms; whole rollout step "
+        f"{1e3 * best['rollout'] / h_:7.3f} ms"
+    )
     # the other propagation modes, best of `repeats` ("mean" does K model passes, all counted)
     for prop in ("fixed", "random", "mean"):
         t = _best_time(lambda p=prop: rollout(p), reps)[0]
