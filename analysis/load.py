@@ -317,6 +317,14 @@ def parse_source(source: str | Path) -> tuple[str, str]:
     return "dir", text
 
 
+def _resolve_cache(cache_dir: Path | None | bool) -> Path | None:
+    if cache_dir is True:
+        return cache_dir_default()
+    if cache_dir is False or cache_dir is None:
+        return None
+    return Path(cache_dir)
+
+
 def collect(
     source: str | Path, suite: str | None = None, *, cache_dir: Path | None | bool = True
 ) -> list[tuple[RunInfo, list[dict[str, Any]]]]:
@@ -327,25 +335,55 @@ def collect(
     kind, where = parse_source(source)
     if kind == "wandb":
         return _collect_online(where, suite)
-    cache: Path | None
-    if cache_dir is True:
-        cache = cache_dir_default()
-    elif cache_dir is False or cache_dir is None:
-        cache = None
-    else:
-        cache = Path(cache_dir)
-    return _collect_offline(Path(where), suite, cache)
+    return _collect_offline(Path(where), suite, _resolve_cache(cache_dir))
+
+
+def _frame_uncached(source: str | Path, suite: str | None, cache: Path | None) -> pd.DataFrame:
+    rows: list[tuple[Any, ...]] = []
+    for info, history in collect(source, suite, cache_dir=cache):
+        rows.extend(tidy_rows(info, history))
+    return frame_from_rows(rows)
 
 
 def load_runs(
     source: str | Path, suite: str | None = None, *, cache_dir: Path | None | bool = True
 ) -> pd.DataFrame:
     """The tidy DataFrame of every run in ``source`` (folder of offline runs, any depth, or
-    ``wandb://entity/project``), optionally only suite ``suite``. See the module docstring."""
-    rows: list[tuple[Any, ...]] = []
-    for info, history in collect(source, suite, cache_dir=cache_dir):
-        rows.extend(tidy_rows(info, history))
-    return frame_from_rows(rows)
+    ``wandb://entity/project``), optionally only suite ``suite``. See the module docstring.
+
+    Besides the per-file cache, the finished frame of a folder is cached too (one entry per
+    folder and suite, valid while no file was added, removed or changed); the warnings of the
+    call that built it are raised again on a hit.
+    """
+    cache = _resolve_cache(cache_dir)
+    kind, where = parse_source(source)
+    if kind == "wandb" or cache is None:
+        return _frame_uncached(source, suite, cache)
+    keys = [_cache_key(f) for f in find_run_files(where)]
+    ident = repr((CACHE_FORMAT, str(Path(where).resolve()), suite))
+    entry = cache / ("frame-" + hashlib.sha1(ident.encode()).hexdigest() + ".pkl")
+    if entry.exists():
+        try:
+            with entry.open("rb") as fh:
+                stored = pickle.load(fh)
+            if stored.get("keys") == keys:
+                for category, message in stored["warnings"]:
+                    warnings.warn(message, category, stacklevel=2)
+                return stored["frame"].copy()
+        except Exception:  # unreadable or stale entry: rebuild it
+            pass
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        frame = _frame_uncached(source, suite, cache)
+    raised = [(w.category, str(w.message)) for w in caught]
+    for category, message in raised:
+        warnings.warn(message, category, stacklevel=2)
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = entry.with_suffix(f".tmp{os.getpid()}")
+    with tmp.open("wb") as fh:
+        pickle.dump({"keys": keys, "frame": frame, "warnings": raised}, fh, protocol=5)
+    tmp.replace(entry)
+    return frame
 
 
 def load_run_info(

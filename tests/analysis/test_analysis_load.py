@@ -123,6 +123,11 @@ def test_cache_skips_reader_and_invalidates_changed_file(
     assert calls[n_files:] == [target]
     rows = third[(third["run_id"] == "hopper__ppo__s0") & (third["metric"] == "eval/return_mean")]
     assert 0 < len(rows) < N_EVALS + 1
+    # the cached frame is reused and its warnings are raised again
+    with pytest.warns(TruncatedRunWarning, match="hopper__ppo__s0"):
+        fourth = load_runs(src)
+    assert calls[n_files:] == [target] and fourth.equals(third)
+    assert len(list(cache_dir.glob("frame-*.pkl"))) == 1  # one entry per folder and suite
     # no cache: always reads
     with pytest.warns(TruncatedRunWarning):
         load_runs(src, cache_dir=False)
