@@ -278,7 +278,14 @@ def check_method_configs(specs: list[RunSpec]) -> None:
         if key in seen:
             continue
         seen.add(key)
-        config_class = getattr(registry.import_target(spec.target), "config_class", None)
+        try:
+            method_cls = registry.import_target(spec.target)
+        except ImportError as exc:
+            message = f"  - methods: cannot import {spec.method} ({spec.target}): {exc}"
+            if message not in problems.setdefault(spec.manifest, []):
+                problems[spec.manifest].append(message)
+            continue
+        config_class = getattr(method_cls, "config_class", None)
         if not isinstance(config_class, type) or not dataclasses.is_dataclass(config_class):
             continue
         try:

@@ -224,24 +224,24 @@ def execute(spec: RunSpec, options: RunOptions) -> RunResult:
     )
     config = wandb_config(spec, options)
     tracker = make_tracker(spec, options, config)
+
+    def write_config() -> None:
+        wandb_info = {
+            "id": spec.wandb_id,
+            "project": options.wandb_project,
+            "group": spec.suite,
+            "name": tracker.name,
+            "requested_mode": options.wandb_mode,
+            "mode_reason": options.wandb_mode_reason,
+            "mode": tracker.mode,
+            "fallback": tracker.fallback_reason,
+        }
+        write_yaml(run_dir / CONFIG_FILE, {**config, "wandb": wandb_info})
+
     try:
+        write_config()  # before W&B starts, so a W&B failure still leaves the config
         tracker.start()
-        write_yaml(
-            run_dir / CONFIG_FILE,
-            {
-                **config,
-                "wandb": {
-                    "id": spec.wandb_id,
-                    "project": options.wandb_project,
-                    "group": spec.suite,
-                    "name": tracker.name,
-                    "requested_mode": options.wandb_mode,
-                    "mode_reason": options.wandb_mode_reason,
-                    "mode": tracker.mode,
-                    "fallback": tracker.fallback_reason,
-                },
-            },
-        )
+        write_config()  # with the mode in effect (after a possible fallback)
         method_cls = import_target(spec.target)
         method = method_cls(
             get_env(spec.env),
@@ -321,7 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec = RunSpec.from_dict(data["spec"])
     options = RunOptions.from_dict(data["options"])
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    signal.signal(signal.SIGINT, _raise_interrupt)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # keep nohup-style ignoring
+        signal.signal(signal.SIGINT, _raise_interrupt)
     try:
         result = execute(spec, options)
     except KeyboardInterrupt:

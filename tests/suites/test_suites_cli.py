@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +18,12 @@ from suites_testkit import CHECKPOINT, TARGET
 
 from suites import registry
 from suites.run import main as run_main
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def tree(root: Path) -> list[str]:
@@ -111,12 +118,21 @@ def test_failing_run_is_reported_and_does_not_stop_the_other(
         )
     )
     results = tmp_path / "results"
+    # online requested, with a key but no server: the runs fall back to offline and go on
+    monkeypatch.setenv("WANDB_API_KEY", "0123456789abcdef0123456789abcdef01234567")
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{closed_port()}")
     args = [str(path), "--results-dir", str(results), "--jobs", "2", "--no-figure"]
-    assert run_main(args) == 1
+    assert run_main([*args, "--wandb-mode", "online"]) == 1
     out = capsys.readouterr().out
     good = results / "rs" / "pendulum__random__s0"
     bad = results / "rs" / "pendulum__random-fail__s0"
     assert (good / "DONE").is_file() and not (good / "FAILED").exists()
+    import yaml
+
+    wandb_info = yaml.safe_load((good / "config.yml").read_text())["wandb"]
+    assert wandb_info["requested_mode"] == "online" and wandb_info["mode"] == "offline"
+    assert "not reachable" in wandb_info["fallback"]
+    assert "falling back to OFFLINE" in (good / "run.log").read_text()
     assert (bad / "FAILED").is_file() and not (bad / "DONE").exists()
     assert "configured failure" in (bad / "FAILED").read_text()
     assert "FAILED  pendulum__random-fail__s0" in out

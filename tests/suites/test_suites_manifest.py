@@ -227,3 +227,10 @@ def test_method_config_checked_before_running(write_manifest) -> None:
         check_method_configs(specs)
     message = str(info.value)
     assert str(path) in message and "n_stepz" in message and "n_steps" in message
+
+
+def test_unimportable_method_reported_before_running(write_manifest, monkeypatch) -> None:
+    monkeypatch.setitem(registry._METHODS, "ghost", "no_such_module_xyz:Ghost")
+    path = write_manifest(base(methods=["ghost"], seeds=[0]))
+    with pytest.raises(ManifestError, match=r"cannot import ghost \(no_such_module_xyz:Ghost\)"):
+        check_method_configs(load_manifest(path).expand())
