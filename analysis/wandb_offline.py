@@ -15,9 +15,10 @@ wandb 0.31.0) is a LevelDB-style log:
   (id, group, tags, name, initial config), ``config`` and ``summary`` (incremental updates with
   ``key``/``nested_key`` and ``value_json``), ``history`` (one logged row each), ``exit`` ...
 
-A file whose final block stops mid-chunk (a run killed while writing) is read up to the last
-complete record and flagged ``truncated``; a CRC mismatch or malformed chunk anywhere raises
-:class:`WandbFileError` naming the file and byte offset.
+A file whose final block stops mid-chunk, or whose last chunk fails its CRC with nothing but
+zeros after it (a run killed while writing), is read up to the last complete record and flagged
+``truncated``; a CRC mismatch or malformed chunk anywhere else raises :class:`WandbFileError`
+naming the file and byte offset.
 """
 
 from __future__ import annotations
@@ -135,6 +136,9 @@ def _read_payloads(path: Path) -> tuple[list[bytes], bool]:
         payload = data[start : start + length]
         actual = zlib.crc32(payload, zlib.crc32(bytes([kind]))) & 0xFFFFFFFF
         if actual != crc:
+            if not any(data[start + length :]):
+                # the last chunk of the file, torn by a killed writer (only zeros or nothing follow)
+                return records, True
             raise WandbFileError(
                 f"{path}: CRC mismatch at byte {pos} (stored {crc:#010x}, computed {actual:#010x}):"
                 " the file is corrupt"

@@ -192,3 +192,23 @@ def test_fast_number_decoding_matches_json(text: str) -> None:
 def test_non_finite_values_decode() -> None:
     assert math.isnan(_decode_json("NaN"))
     assert _decode_json("Infinity") == math.inf and _decode_json("-Infinity") == -math.inf
+
+
+def test_torn_last_chunk_is_truncation_not_corruption(wandb_runs: Runs, tmp_path: Path) -> None:
+    """A killed writer can leave the last chunk's header with zeroed data: read up to it."""
+    (path,) = _files(wandb_runs, "hopper__ppo__s1")
+    full = read_run(path)
+    data = bytearray(path.read_bytes())
+    # find the start of the last chunk by walking the chunk headers of the (single-block) file
+    assert len(data) < BLOCK_LEN
+    pos, last = FILE_HEADER_LEN, FILE_HEADER_LEN
+    while pos + 7 <= len(data):
+        _, length, _ = struct.unpack_from("<IHB", data, pos)
+        last, pos = pos, pos + 7 + length
+    data[last + 7 + 1 :] = bytes(len(data) - last - 8)  # zero the tail of its payload
+    torn = tmp_path / "torn" / path.name
+    torn.parent.mkdir()
+    torn.write_bytes(bytes(data))
+    got = read_run(torn)
+    assert got.truncated
+    assert got.history == full.history[: len(got.history)]
