@@ -262,3 +262,16 @@ def test_ctrl_c_stops_cleanly_and_rerun_resumes(
     ]
     assert steps == sorted(steps) and len(steps) == len(set(steps))
     assert steps[-1] == checkpoint["env_steps"] + 200
+
+
+def test_results_root_from_environment(
+    random_method, write_manifest, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    path = write_manifest(random_suite())
+    monkeypatch.setenv("MBMPO_RESULTS", str(tmp_path / "env-results"))
+    assert run_main([str(path), "--dry-run"]) == 0
+    assert f"results in {tmp_path / 'env-results' / 'rs'}" in capsys.readouterr().out
+    # the flag wins over the variable
+    assert run_main([str(path), "--dry-run", "--results-dir", str(tmp_path / "flag")]) == 0
+    assert f"results in {tmp_path / 'flag' / 'rs'}" in capsys.readouterr().out
+    assert not (tmp_path / "env-results").exists() and not (tmp_path / "flag").exists()
