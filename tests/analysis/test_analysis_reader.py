@@ -6,6 +6,8 @@ import json
 import math
 import shutil
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -212,3 +214,46 @@ def test_torn_last_chunk_is_truncation_not_corruption(wandb_runs: Runs, tmp_path
     got = read_run(torn)
     assert got.truncated
     assert got.history == full.history[: len(got.history)]
+
+
+def _flatten(row: dict, prefix: str = "") -> dict:
+    out: dict = {}
+    for key, val in row.items():
+        if isinstance(val, dict) and val:
+            out.update(_flatten(val, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = val
+    return out
+
+
+def test_agrees_with_wandbs_own_inspector(wandb_runs: Runs) -> None:
+    """Cross-check against ``wandb leet inspect --json`` (wandb 0.31's own reader of the file)."""
+    env, method, seed = RESUMED
+    files = [
+        *_files(wandb_runs, "hopper__mbmpo__s2"),
+        *_files(wandb_runs, f"{env}__{method}__s{seed}"),
+    ]
+    cli = Path(sys.executable).parent / "wandb"
+    for path in files:
+        proc = subprocess.run(
+            [str(cli), "leet", "inspect", "--json", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        theirs = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+        records, truncated = read_records(path)
+        assert not truncated and len(records) == len(theirs)
+        assert [r.WhichOneof("record_type") for r in records] == [t["type"] for t in theirs]
+        ours = read_run(path)
+        their_rows = [_flatten(t["history"]["item"]) for t in theirs if t["type"] == "history"]
+        assert len(their_rows) == len(ours.history) > 0
+        for mine, their in zip(ours.history, their_rows, strict=True):
+            assert mine.keys() == their.keys()
+            for key, val in mine.items():
+                assert val == pytest.approx(their[key], rel=1e-12), (path, key)
+        (run_rec,) = [t["run"] for t in theirs if t["type"] == "run"]
+        their_config = {k: v for k, v in run_rec["config"]["update"].items() if k != "_wandb"}
+        assert ours.config == their_config
+        assert ours.tags == tuple(run_rec["tags"]) and ours.group == run_rec["run_group"]
