@@ -7,7 +7,12 @@ the value logged last (latest segment, then latest row) is kept.
 
 Offline files are parsed once and cached (pickle per ``.wandb`` file, keyed by the file's resolved
 path, size and mtime) under ``$MBMPO_ANALYSIS_CACHE`` or ``./.analysis_cache``; a file that changed
-since is re-read.
+since is re-read. The finished frame of a folder (and suite) is cached too, valid while the set of
+files and their keys is unchanged.
+
+Runs whose config lacks env/method/seed (not suite runs) are skipped with a
+:class:`NotASuiteRunWarning`; files that end mid-record are read up to their last complete record
+with a :class:`TruncatedRunWarning`.
 """
 
 from __future__ import annotations
