@@ -6,8 +6,8 @@ Weight normalisation (Salimans & Kingma 2016) is applied per member and per outp
 ``w[k, :, j] = g[k, j] * v[k, :, j] / |v[k, :, j]|``.
 
 For rollouts, :meth:`DynamicsEnsemble.frozen` computes the effective weights once and folds the
-input normalisation into the first layer and the output de-normalisation into the last, so a
-rollout step is just ``len(hidden_sizes) + 1`` ``baddbmm`` calls plus the activations.
+output de-normalisation into the last layer, so a rollout step is one input normalisation,
+``len(hidden_sizes) + 1`` ``baddbmm`` calls and the activations.
 """
 
 from __future__ import annotations
@@ -30,13 +30,17 @@ def _safe_std(x: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class FrozenEnsemble:
-    """A snapshot of the ensemble's effective weights with normalisation folded in (no autograd).
+    """A no-grad snapshot of the ensemble: effective weights, output de-normalisation folded in.
 
     ``weights[l]`` is ``[K, in_l, out_l]``, ``biases[l]`` is ``[K, 1, out_l]``.
     """
 
     weights: tuple[Tensor, ...]
     biases: tuple[Tensor, ...]
+    in_mean: Tensor
+    """``[obs + act]`` input normaliser mean."""
+    in_std: Tensor
+    """``[obs + act]`` input normaliser std."""
     obs_dim: int
     output_clip: float
 
@@ -46,7 +50,7 @@ class FrozenEnsemble:
 
     def step(self, obs: Tensor, act: Tensor) -> Tensor:
         """``obs [K, B, obs], act [K, B, act] -> next_obs [K, B, obs]``; row group k by member k."""
-        x = torch.cat((obs, act), dim=-1)
+        x = torch.cat((obs, act), dim=-1).sub_(self.in_mean).div_(self.in_std)
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             x = torch.baddbmm(b, x, w)
@@ -203,24 +207,22 @@ class DynamicsEnsemble(nn.Module):
 
     @torch.no_grad()
     def frozen(self) -> FrozenEnsemble:
-        """The effective weights with normalisation folded in, for fast no-grad rollouts.
+        """The effective weights (weight norm applied once) with the output de-normalisation
+        folded into the last layer, for fast no-grad rollouts:
+        ``(h @ W + b) * sd_d + mu_d = h @ (W * sd_d) + (b * sd_d + mu_d)``.
 
-        First layer: ``((x - mu) / sd) @ W + b = x @ (W / sd[:, None]) + (b - (mu / sd) @ W)``.
-        Last layer: ``(h @ W + b) * sd_d + mu_d = h @ (W * sd_d) + (b * sd_d + mu_d)``.
+        The input normalisation is not folded into the first layer: ``b - (mu / sd) @ W`` would
+        cancel badly in float32 for a column with a large mean and a small std, and normalising
+        ``[K, B, obs + act]`` costs next to nothing.
         """
         layers = [(w.detach().clone(), b.detach().clone()) for w, b in self.layer_weights()]
-        mu = torch.cat((self.obs_mean, self.act_mean))
-        sd = torch.cat((self.obs_std, self.act_std))
-        w0, b0 = layers[0]
-        layers[0] = (
-            w0 / sd[None, :, None],
-            b0 - torch.einsum("i,kio->ko", mu / sd, w0)[:, None, :],
-        )
         wl, bl = layers[-1]
         layers[-1] = (wl * self.delta_std, bl * self.delta_std + self.delta_mean)
         return FrozenEnsemble(
             weights=tuple(w.contiguous() for w, _ in layers),
             biases=tuple(b.contiguous() for _, b in layers),
+            in_mean=torch.cat((self.obs_mean, self.act_mean)),
+            in_std=torch.cat((self.obs_std, self.act_std)),
             obs_dim=self.obs_dim,
             output_clip=self.output_clip,
         )
