@@ -134,15 +134,18 @@ def test_cache_skips_reader_and_invalidates_changed_file(
     assert len(calls) == 2 * n_files + 1
 
 
-def test_online_source_is_parsed_and_reaches_the_real_api(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_online_source_is_parsed_and_reaches_the_real_api(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     assert load.parse_source("wandb://ent/proj") == ("wandb", "ent/proj")
     assert load.parse_source("results/smoke") == ("dir", "results/smoke")
     with pytest.raises(ValueError, match="wandb://entity/project"):
         load.parse_source("wandb://only-entity")
     # the real wandb.Api without credentials: stops at the API boundary with a clear error
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    monkeypatch.setenv("WANDB_CONFIG_DIR", os.devnull + "_no_such_dir")
-    monkeypatch.setenv("NETRC", os.devnull)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc, no ~/.config/wandb credentials
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb_config"))
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
     with pytest.raises(RuntimeError, match=r"wandb://ent/proj.*wandb login"):
         load_runs("wandb://ent/proj", suite="smoke")
 

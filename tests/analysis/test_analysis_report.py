@@ -62,7 +62,9 @@ def test_cli_writes_report(
         main(["--source", str(wandb_runs.suite_dir), "--out", str(out), "--publish"])
 
 
-def test_wandb_report_object_and_publish_boundary(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wandb_report_object_and_publish_boundary(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     import wandb_workspaces.reports.v2 as wr
 
     panels = [
@@ -89,7 +91,9 @@ def test_wandb_report_object_and_publish_boundary(monkeypatch: pytest.MonkeyPatc
     assert "'mini'" in str(runset.filters) and "'halfcheetah'" in str(runset.filters)
     # saving needs a W&B login: without one it stops with a clear error
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    monkeypatch.setenv("NETRC", str(Path("/nonexistent") / "netrc"))
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc, no ~/.config/wandb credentials
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb_config"))
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
     with pytest.raises(RuntimeError, match="wandb login"):
         publish(report)
     with pytest.raises(ValueError, match="--entity and --project"):
