@@ -13,8 +13,8 @@ Propagation modes (which member predicts which row):
 
 The model sees the action clipped to [-1, 1] (what the simulator applies and what the real
 sampler stores); the reward gets the raw sampled action, as the simulator's control cost does.
-After termination a trajectory keeps its last state (so nothing drifts or overflows) and gets
-mask 0 and reward 0.
+After termination a trajectory stays in its terminal state (so nothing drifts or overflows) and
+gets mask 0 and reward 0 on every later step.
 """
 
 from __future__ import annotations
@@ -138,8 +138,8 @@ def imagine(
         nxt = nxt.view(t_, n_, obs_dim)
         rew_out[:, :, h] = env.reward(s, a, nxt) * alive
         if terminates:
+            nxt = torch.where(alive[..., None], nxt, s)  # already-dead trajectories stay put
             alive = alive & ~env.termination(nxt)
-            nxt = torch.where(alive[..., None], nxt, s)  # dead trajectories stay put
         s = nxt
     return ImaginedBatch(
         obs=obs_out, act=act_out, rew=rew_out, mask=mask_out, final_obs=s, members=members

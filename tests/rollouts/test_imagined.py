@@ -108,7 +108,8 @@ def test_rewards_are_the_envs_on_the_stored_transitions() -> None:
 
 def test_termination_masks_inverted_pendulum() -> None:
     """Member k tilts the pole (obs[1]) by 0.045 (k + 1) per step; the pole falls (|angle| > 0.2)
-    after floor(0.2 / d) + 1 steps; from then on mask and reward are 0 and the state stays put."""
+    after floor(0.2 / d) + 1 steps; from then on mask and reward are 0 and the state stays at the
+    terminal state."""
     env = get_env("inverted-pendulum")
     ens = _labelled_ensemble(env.obs_dim, env.act_dim, dim=1, step=0.045)
     start = torch.zeros(K, 2, env.obs_dim)
@@ -120,8 +121,9 @@ def test_termination_masks_inverted_pendulum() -> None:
         # +1 per step while up, 0 on the step that drops the pole, 0 after
         assert torch.equal(batch.rew[k].sum(-1), torch.full((2,), float(alive_steps - 1)))
         assert torch.all(batch.rew[k][:, alive_steps:] == 0)
-        frozen = batch.obs[k][:, alive_steps:]
+        frozen = batch.obs[k][:, alive_steps:]  # the terminal state, kept
         assert torch.all(frozen == batch.final_obs[k][:, None])
+        assert torch.allclose(frozen[..., 1], torch.tensor(0.045 * (k + 1) * alive_steps))
     assert torch.all(batch.final_obs[:, :, 1].abs() < 0.5)  # no drift after termination
 
 
