@@ -215,3 +215,52 @@ def test_mbmpc_beats_the_random_policy_on_point(tmp_path: Path) -> None:
     assert random_return < -30.0
     assert collect[0][1] > -15.0  # the MPC episodes collected at iteration 1
     assert summary.final_return > -15.0
+
+
+SMOKE_ENTRY = """\
+name: mb_smoke
+description: ME-TRPO and MB-MPC on pendulum through the suite runner (what smoke.yaml should add)
+methods: [me-trpo, mb-mpc]
+envs: [pendulum]
+seeds: 1
+budget: {total_env_steps: 800, eval_every: 400, eval_episodes: 2}
+resources: {cpus: 1}
+method_overrides:
+  me-trpo:
+    config: {initial_random_steps: 400, real_steps_per_iteration: 400, collect_envs: 2,
+             ensemble_size: 2, model_hidden_sizes: [32, 32], model_max_epochs: 5,
+             trpo_steps: 2, imagined_trajectories: 10, imagined_horizon: 50, num_threads: 1}
+  mb-mpc:
+    config: {initial_random_steps: 400, real_steps_per_iteration: 400, collect_envs: 2,
+             ensemble_size: 2, model_hidden_sizes: [32, 32], model_max_epochs: 5,
+             candidates: 50, plan_horizon: 5, num_threads: 1}
+"""
+
+
+@pytest.mark.slow  # worker processes + W&B: ~10 s of CPU, but over a minute on a loaded machine
+def test_both_methods_run_through_the_suite_runner(tmp_path: Path) -> None:
+    """The manifest entries proposed for the smoke suite validate and run end to end (local
+    executor, W&B offline), each run logging its evaluations at the expected real steps."""
+    from suites.manifest import check_method_configs, load_manifest
+    from suites.run import main
+
+    path = tmp_path / "mb_smoke.yaml"
+    path.write_text(SMOKE_ENTRY)
+    specs = load_manifest(path).expand()
+    assert {s.method for s in specs} == {"me-trpo", "mb-mpc"}
+    check_method_configs(specs)
+    code = main(
+        [
+            str(path),
+            "--results-dir",
+            str(tmp_path / "res"),
+            "--jobs",
+            "1",
+            "--no-figure",
+            "--wandb-mode",
+            "offline",
+        ]
+    )
+    assert code == 0
+    checkpoints = sorted(p.parent.name for p in (tmp_path / "res").rglob("checkpoint.pt"))
+    assert len(checkpoints) == 2, checkpoints
