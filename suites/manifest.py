@@ -12,17 +12,27 @@ The format (``suites/manifests/<name>.yaml``)::
       total_env_steps: 10000
       eval_every: 2000
       eval_episodes: 5             # optional (default 5)
-    resources: {cpus: 1}           # optional, per run (default 1)
+    resources: {cpus: 1, gpus: 0}  # optional, per run (default 1 CPU, 0 GPUs; gpus may be a
+                                   # fraction; a run with gpus > 0 trains on cuda)
     method_overrides:              # optional, per method
       ddpg: {config: {learning_starts: 200}, budget: {total_env_steps: 3000}, resources: {cpus: 1}}
     env_overrides:                 # optional, per env (no config: configs belong to methods)
       pendulum: {budget: {eval_every: 1000}}
     run_overrides:                 # optional, per (env, method), written "env/method"
       pendulum/ddpg: {config: {batch_size: 64}}
+    variants:                      # optional: extra method entries that run a registered
+      ppo-big:                     # method with other settings; list them in `methods`
+        method: ppo                # the registered method (its class and defaults file)
+        label: large batch         # optional: W&B config `variant` (figure legends); default
+        config: {n_steps: 4096}    # the entry's name. `config` overrides the defaults file
+
+A variant runs under its own name everywhere (run id ``pendulum__ppo-big__s0``, W&B config
+``method``, job type, tags), with ``base_method`` (the registered method) and ``variant`` (its
+label) added to the W&B config; ``method_overrides`` and ``run_overrides`` address it by name.
 
 Precedence, later wins: suite < env_overrides < method_overrides < run_overrides for the budget
-and resources; the method's ``suites/hyperparams/<method>.yaml`` < method_overrides < run_overrides
-for the method config (key by key).
+and resources; the method's ``suites/hyperparams/<method>.yaml`` < a variant's ``config`` <
+method_overrides < run_overrides for the method config (key by key).
 
 Every problem in a manifest is collected into ONE :class:`ManifestError` naming the file, the key
 and the allowed values, raised before anything runs or is written.
@@ -59,11 +69,13 @@ _TOP_KEYS = (
     "method_overrides",
     "env_overrides",
     "run_overrides",
+    "variants",
 )
 _REQUIRED_TOP = ("methods", "envs", "seeds", "budget")
 _BUDGET_KEYS = ("total_env_steps", "eval_every", "eval_episodes")
 _REQUIRED_BUDGET = ("total_env_steps", "eval_every")
-_RESOURCE_KEYS = ("cpus",)
+_RESOURCE_KEYS = ("cpus", "gpus")
+_VARIANT_KEYS = ("method", "label", "config")
 _METHOD_OVERRIDE_KEYS = ("config", "budget", "resources")
 _ENV_OVERRIDE_KEYS = ("budget", "resources")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -85,6 +97,20 @@ class Override:
     """Budget keys (``total_env_steps``, ``eval_every``, ``eval_episodes``) to replace."""
     cpus: int | None = None
     """CPU threads per run, or ``None`` to keep the suite's."""
+    gpus: float | None = None
+    """GPUs per run (may be fractional), or ``None`` to keep the suite's."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named method entry that runs a registered method with other settings."""
+
+    method: str
+    """The registered method it runs."""
+    label: str
+    """Its label in the W&B config (``variant``), e.g. for figure legends."""
+    config: Mapping[str, Any] = field(default_factory=dict)
+    """Method config keys over the method's defaults file (under method_overrides)."""
 
 
 @dataclass(frozen=True)
@@ -113,10 +139,18 @@ class RunSpec:
     """CPU threads the run may use."""
     manifest: str
     """Path of the manifest file this run came from."""
+    gpus: float = 0.0
+    """GPUs the run asks for (an executor's scheduling hint; a run with gpus > 0 trains on cuda)."""
+    base_method: str | None = None
+    """For a variant entry: the registered method it runs; ``None`` when ``method`` is one."""
+    variant: str | None = None
+    """For a variant entry: its label (W&B config ``variant``); ``None`` otherwise."""
 
     def __post_init__(self) -> None:
         if self.cpus < 1:
             raise ValueError(f"RunSpec.cpus must be >= 1, got {self.cpus}")
+        if self.gpus < 0:
+            raise ValueError(f"RunSpec.gpus must be >= 0, got {self.gpus}")
         if not self.scale > 0:
             raise ValueError(f"RunSpec.scale must be > 0, got {self.scale}")
 
@@ -148,6 +182,9 @@ class RunSpec:
             "method_config": dict(self.method_config),
             "cpus": self.cpus,
             "manifest": self.manifest,
+            "gpus": self.gpus,
+            "base_method": self.base_method,
+            "variant": self.variant,
         }
 
     @classmethod
@@ -203,6 +240,14 @@ class Manifest:
     """Per-env overrides (budget, resources)."""
     run_overrides: Mapping[tuple[str, str], Override] = field(default_factory=dict)
     """Per-(env, method) overrides."""
+    gpus: float = 0.0
+    """GPUs per run (before overrides)."""
+    variants: Mapping[str, Variant] = field(default_factory=dict)
+    """Variant entries of ``methods``, by name."""
+
+    def base_method(self, name: str) -> str:
+        """The registered method behind the ``methods`` entry ``name``."""
+        return self.variants[name].method if name in self.variants else name
 
     def expand(self, scale: float = 1.0, hyperparams_dir: Path | None = None) -> list[RunSpec]:
         """All runs of the grid, seed-major (one seed of every env x method first).
@@ -214,7 +259,9 @@ class Manifest:
         if not (isinstance(scale, int | float) and scale > 0):
             raise ValueError(f"scale must be a number > 0, got {scale!r}")
         scale = float(scale)
-        defaults = {m: registry.default_config(m, hyperparams_dir) for m in self.methods}
+        defaults = {
+            m: registry.default_config(self.base_method(m), hyperparams_dir) for m in self.methods
+        }
         specs = []
         for seed in self.seeds:
             for env in self.envs:
@@ -230,12 +277,17 @@ class Manifest:
                         "eval_episodes": self.budget.eval_episodes,
                     }
                     config = dict(defaults[method])
-                    cpus = self.cpus
+                    variant = self.variants.get(method)
+                    if variant is not None:
+                        config.update(variant.config)
+                    cpus, gpus = self.cpus, self.gpus
                     for layer in layers:
                         budget_values.update(layer.budget)
                         config.update(layer.config)
                         if layer.cpus is not None:
                             cpus = layer.cpus
+                        if layer.gpus is not None:
+                            gpus = layer.gpus
                     budget = Budget(
                         total_env_steps=_scaled(budget_values["total_env_steps"], scale),
                         eval_every=_scaled(budget_values["eval_every"], scale),
@@ -247,13 +299,16 @@ class Manifest:
                             run_id=make_run_id(env, method, seed, scale),
                             env=env,
                             method=method,
-                            target=registry.method_target(method),
+                            target=registry.method_target(self.base_method(method)),
                             seed=seed,
                             budget=budget,
                             scale=scale,
                             method_config=config,
                             cpus=cpus,
                             manifest=str(self.path),
+                            gpus=gpus,
+                            base_method=variant.method if variant else None,
+                            variant=variant.label if variant else None,
                         )
                     )
         return specs
@@ -292,7 +347,7 @@ def check_method_configs(specs: list[RunSpec]) -> None:
             dataclass_from_mapping(config_class, spec.method_config, where=f"{spec.method} config")
         except (TypeError, ValueError) as exc:
             where = (
-                f"config of {spec.run_id} (suites/hyperparams/{spec.method}.yaml + "
+                f"config of {spec.run_id} (suites/hyperparams/{spec.base_method or spec.method}.yaml + "
                 f"method_overrides.{spec.method}.config + run_overrides.{spec.env}/{spec.method}.config)"
             )
             message = f"  - {where}: {exc}"
@@ -468,18 +523,25 @@ def _budget(problems: _Problems, where: str, value: Any, required: bool) -> dict
     return out
 
 
-def _resources(problems: _Problems, where: str, value: Any) -> int | None:
+def _resources(problems: _Problems, where: str, value: Any) -> tuple[int | None, float | None]:
+    """``(cpus, gpus)`` of a ``resources`` mapping (``None`` where absent or invalid)."""
     data = _mapping(problems, where, value)
     if data is None:
-        return None
+        return None, None
     _check_keys(problems, where, data, _RESOURCE_KEYS)
-    cpus = data.get("cpus")
-    if cpus is None:
-        return None
-    if not _is_int(cpus) or cpus < 1:
+    cpus, gpus = data.get("cpus"), data.get("gpus")
+    if cpus is not None and (not _is_int(cpus) or cpus < 1):
         problems.add(f"{where}.cpus", f"must be an int >= 1, got {cpus!r}")
-        return None
-    return int(cpus)
+        cpus = None
+    if gpus is not None and (
+        isinstance(gpus, bool) or not isinstance(gpus, int | float) or not gpus >= 0
+    ):
+        problems.add(f"{where}.gpus", f"must be a number >= 0 (fractions allowed), got {gpus!r}")
+        gpus = None
+    return (
+        int(cpus) if cpus is not None else None,
+        float(gpus) if gpus is not None else None,
+    )
 
 
 def _override(
@@ -493,12 +555,45 @@ def _override(
     if "config" in data and "config" in allowed_keys:
         config = _mapping(problems, f"{where}.config", data["config"]) or {}
     budget = _budget(problems, f"{where}.budget", data["budget"], False) if "budget" in data else {}
-    cpus = (
+    cpus, gpus = (
         _resources(problems, f"{where}.resources", data["resources"])
         if "resources" in data
-        else None
+        else (None, None)
     )
-    return Override(config=dict(config), budget=budget, cpus=cpus)
+    return Override(config=dict(config), budget=budget, cpus=cpus, gpus=gpus)
+
+
+def _variants(problems: _Problems, value: Any, registered: list[str]) -> dict[str, Variant]:
+    """The ``variants`` mapping: name -> {method, label?, config?}."""
+    out: dict[str, Variant] = {}
+    for name, entry in (_mapping(problems, "variants", value) or {}).items():
+        where = f"variants.{name}"
+        if not _NAME_RE.match(name) or "__" in name:
+            problems.add(
+                where, "name must be letters, digits, '_', '.', '-' (no '__'), e.g. mbmpo-noadapt"
+            )
+            continue
+        if name in registered:
+            problems.add(where, f"{name!r} is a registered method; give the variant another name")
+            continue
+        data = _mapping(problems, where, entry)
+        if data is None:
+            continue
+        _check_keys(problems, where, data, _VARIANT_KEYS)
+        method = data.get("method")
+        if method not in registered:
+            problems.add(
+                f"{where}.method",
+                f"must be a registered method, got {method!r}; allowed: {', '.join(registered)}",
+            )
+            continue
+        label = data.get("label", name)
+        if not isinstance(label, str) or not label.strip():
+            problems.add(f"{where}.label", f"must be a non-empty string, got {label!r}")
+            continue
+        config = _mapping(problems, f"{where}.config", data.get("config", {})) or {}
+        out[name] = Variant(method=method, label=label, config=dict(config))
+    return out
 
 
 def parse_manifest(data: Any, path: Path) -> Manifest:
@@ -523,7 +618,11 @@ def parse_manifest(data: Any, path: Path) -> Manifest:
     if not isinstance(description, str):
         problems.add("description", f"must be a string, got {_type_name(description)}")
 
-    all_methods, all_envs = registry.list_methods(), list_envs()
+    all_envs = list_envs()
+    variants = (
+        _variants(problems, top["variants"], registry.list_methods()) if "variants" in top else {}
+    )
+    all_methods = registry.list_methods() + sorted(variants)
     methods = (
         _names(problems, "methods", top["methods"], all_methods, "method")
         if "methods" in top
@@ -532,7 +631,11 @@ def parse_manifest(data: Any, path: Path) -> Manifest:
     envs = _names(problems, "envs", top["envs"], all_envs, "env") if "envs" in top else []
     seeds = _seeds(problems, top["seeds"]) if "seeds" in top else []
     budget = _budget(problems, "budget", top["budget"], True) if "budget" in top else {}
-    cpus = _resources(problems, "resources", top["resources"]) if "resources" in top else None
+    cpus, gpus = (
+        _resources(problems, "resources", top["resources"]) if "resources" in top else (None, None)
+    )
+    for name in sorted(set(variants) - set(methods)):
+        problems.add(f"variants.{name}", f"defined but not listed in methods: {', '.join(methods)}")
 
     method_overrides: dict[str, Override] = {}
     for key, value in (
@@ -588,4 +691,6 @@ def parse_manifest(data: Any, path: Path) -> Manifest:
         method_overrides=method_overrides,
         env_overrides=env_overrides,
         run_overrides=run_overrides,
+        gpus=gpus if gpus is not None else 0.0,
+        variants=variants,
     )

@@ -159,6 +159,9 @@ def wandb_config(spec: RunSpec, options: RunOptions) -> dict[str, Any]:
         "manifest": spec.manifest,
         "cpus": spec.cpus,
         "target": spec.target,
+        "gpus": spec.gpus,
+        "base_method": spec.base_method or spec.method,
+        "variant": spec.variant,
     }
 
 
