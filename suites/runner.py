@@ -18,13 +18,14 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from mbmpo.protocols import Tracker
 from suites.manifest import RunSpec
 from suites.tracking import (
     CONFIG_FILE,
@@ -201,8 +202,16 @@ def write_spec(spec: RunSpec, options: RunOptions) -> Path:
     return run_dir
 
 
-def execute(spec: RunSpec, options: RunOptions) -> RunResult:
+def execute(
+    spec: RunSpec,
+    options: RunOptions,
+    wrap_tracker: Callable[[Tracker], Tracker] | None = None,
+) -> RunResult:
     """Run ``spec`` to completion in this process.
+
+    ``wrap_tracker`` (optional) wraps the W&B tracker before the method gets it, e.g. the Optuna
+    tuner's wrapper that reports each evaluation to its trial (an exception it raises fails the
+    run like any other).
 
     Returns ``skipped`` if DONE exists, ``done`` or ``failed`` (with FAILED written). A
     KeyboardInterrupt (Ctrl-C, or SIGTERM in a worker) finishes W&B with code 130, writes no
@@ -250,7 +259,7 @@ def execute(spec: RunSpec, options: RunOptions) -> RunResult:
             get_env(spec.env),
             spec.seed,
             dict(spec.method_config),
-            tracker,
+            tracker if wrap_tracker is None else wrap_tracker(tracker),
             run_dir,
             device=options.device,
         )
