@@ -211,3 +211,37 @@ def test_silent_server_times_out_then_offline(tmp_path: Path, monkeypatch) -> No
     assert time.monotonic() - t0 < 120
     assert tracker.mode == "offline" and "online init failed" in (tracker.fallback_reason or "")
     assert len(list(run_dir.glob("wandb/offline-run-*/run-testid0123456789.wandb"))) == 1
+
+
+def test_run_naming_and_scaled_tag(tmp_path: Path, write_manifest) -> None:
+    import re
+
+    import yaml
+
+    from suites.manifest import load_manifest
+    from suites.runner import RunOptions, make_tracker, wandb_config
+
+    path = write_manifest(
+        yaml.safe_dump(
+            {
+                "name": "s",
+                "methods": ["ppo"],
+                "envs": ["pendulum"],
+                "seeds": [3],
+                "budget": {"total_env_steps": 1000, "eval_every": 100},
+            }
+        )
+    )
+    options = RunOptions(results_root=tmp_path, wandb_project="p", command="cmd")
+    full, scaled = (load_manifest(path).expand(scale=s)[0] for s in (1.0, 0.1))
+    for spec, tags in ((full, ["pendulum", "ppo"]), (scaled, ["pendulum", "ppo", "scaled"])):
+        config = wandb_config(spec, options)
+        tracker = make_tracker(spec, options, config)
+        assert tracker.tags == tags and tracker.group == "s" and tracker.job_type == "ppo"
+        assert tracker.project == "p" and tracker.wandb_id == spec.wandb_id
+        assert re.fullmatch(r"pendulum__ppo__3__\d{8}-\d{6}", tracker.name)
+        assert config["scale"] == spec.scale and config["run_id"] == spec.run_id
+        assert config["budget"]["total_env_steps"] == spec.budget.total_env_steps
+        assert set(config) >= {"suite", "env", "method", "seed", "method_config", "git_commit"}
+        assert set(config) >= {"versions", "command", "manifest"}
+    assert scaled.run_id.endswith("__x0.1") and scaled.budget.total_env_steps == 100
