@@ -273,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
     parser.add_argument("--seeds", type=int, default=3, help="seeds expected per curve")
     parser.add_argument("--metric", default=DEFAULT_METRIC)
     args = parser.parse_args(argv)
+    if argv is None:  # command line: missing runs are printed already, do not print them twice
+        warnings.filterwarnings("ignore", category=MissingRunsWarning)
     df, infos = load_for_figures(args.source, args.suite)
     paths = make_figure(
         args.figure, df, infos, out_dir=args.out_dir, n_seeds=args.seeds, metric=args.metric

@@ -249,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
     parser.add_argument("--entity", default=None)
     parser.add_argument("--project", default=None)
     args = parser.parse_args(argv)
+    if argv is None:  # command line: missing runs are printed already, do not print them twice
+        warnings.filterwarnings("ignore", category=MissingRunsWarning)
     if args.publish and not (args.entity and args.project):
         parser.error("--publish needs --entity and --project")
     path = write_report(args.source, args.out, args.suite, metric=args.metric, n_seeds=args.seeds)
