@@ -320,7 +320,8 @@ def _scaled(steps: int, scale: float) -> int:
 
 def check_method_configs(specs: list[RunSpec]) -> None:
     """Build each run's method config early, for methods whose class declares a ``config_class``
-    dataclass, so a bad key or value fails before anything runs (imports those method modules).
+    dataclass (built with its ``from_mapping(values, where=...)`` classmethod if it has one), so a
+    bad key or value fails before anything runs (imports those method modules).
 
     :raises ManifestError: naming the manifest, the method and the problem.
     """
@@ -343,8 +344,13 @@ def check_method_configs(specs: list[RunSpec]) -> None:
         config_class = getattr(method_cls, "config_class", None)
         if not isinstance(config_class, type) or not dataclasses.is_dataclass(config_class):
             continue
+        where = f"{spec.method} config"
         try:
-            dataclass_from_mapping(config_class, spec.method_config, where=f"{spec.method} config")
+            from_mapping = getattr(config_class, "from_mapping", None)
+            if callable(from_mapping):
+                from_mapping(spec.method_config, where=where)
+            else:
+                dataclass_from_mapping(config_class, spec.method_config, where=where)
         except (TypeError, ValueError) as exc:
             where = (
                 f"config of {spec.run_id} (suites/hyperparams/{spec.base_method or spec.method}.yaml + "
