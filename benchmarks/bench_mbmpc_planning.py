@@ -21,6 +21,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import torch
@@ -92,12 +93,12 @@ def main() -> None:
     rows = []
     for m in (1, args.envs):
         obs = obs_pool[:m]
-        t_min, t_med = _times(lambda obs=obs: planner.plan(ens, obs, gen), args.repeats)
+        t_min, t_med = _times(partial(planner.plan, ens, obs, gen), args.repeats)
         b = m * args.candidates // args.ensemble  # rows per member per planning step
         x = torch.randn(args.ensemble, b, h, device=dev)
         w = torch.randn(args.ensemble, h, h, device=dev)
         bias = torch.randn(args.ensemble, 1, h, device=dev)
-        mm_min, _ = _times(lambda x=x, w=w, bias=bias: torch.baddbmm(bias, x, w), args.repeats)
+        mm_min, _ = _times(partial(torch.baddbmm, bias, x, w), args.repeats)
         mm_rate = 2 * args.ensemble * b * h * h / mm_min / 1e9
         aps = m / t_min
         rows.append((m, t_min, t_med, aps, aps * gflop_per_action, mm_rate))

@@ -184,7 +184,8 @@ def test_logs_the_schema_against_real_steps_and_resumes_exactly(tmp_path: Path) 
     killed = KillingTracker(kill_at=2)
     with pytest.raises(Killed):
         MBMPC(env, 3, TINY, killed, tmp_path / "run").train(BUDGET)
-    assert load_checkpoint(tmp_path / "run")["iteration"] == 2
+    checkpoint = load_checkpoint(tmp_path / "run")
+    assert checkpoint is not None and checkpoint["iteration"] == 2
     resumed_tracker = MemoryTracker()
     resumed = MBMPC(env, 3, TINY, resumed_tracker, tmp_path / "run")
     assert resumed.loop.resumed

@@ -61,7 +61,7 @@ def test_validation_improves_on_at_least_the_threshold_fraction_of_models() -> N
     # 3 of 5 models better (60 % < 70 %): not an improvement, the reference stays
     assert not rule.update(torch.tensor([1.0, 1.0, 1.0, -1.0, -1.0]), 5)
     assert rule.steps_since_improvement == 5 and rule.last_fraction == pytest.approx(0.6)
-    assert torch.equal(rule.reference, torch.zeros(5))
+    assert rule.reference is not None and torch.equal(rule.reference, torch.zeros(5))
     # 4 of 5 better than the reference (zeros): an improvement; the counter resets
     assert rule.update(torch.tensor([2.0, 2.0, 2.0, 2.0, -1.0]), 5)
     assert rule.steps_since_improvement == 0
@@ -171,7 +171,8 @@ def test_logs_the_schema_against_real_steps_and_resumes_exactly(tmp_path: Path) 
     killed = KillingTracker(kill_at=2)
     with pytest.raises(Killed):
         METRPO(env, 3, TINY, killed, tmp_path / "run").train(BUDGET)
-    assert load_checkpoint(tmp_path / "run")["iteration"] == 2
+    checkpoint = load_checkpoint(tmp_path / "run")
+    assert checkpoint is not None and checkpoint["iteration"] == 2
     resumed_tracker = MemoryTracker()
     resumed = METRPO(env, 3, TINY, resumed_tracker, tmp_path / "run")
     assert resumed.loop.resumed
