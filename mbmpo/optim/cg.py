@@ -13,6 +13,14 @@ def conjugate_gradient(
 ) -> Tensor:
     """Approximate ``A^-1 b`` ``[n]`` after at most ``iters`` iterations (rllab's stopping rule:
     stop once the squared residual norm falls below ``residual_tol``)."""
+    return conjugate_gradient_with_product(matvec, b, iters, residual_tol)[0]
+
+
+def conjugate_gradient_with_product(
+    matvec: Callable[[Tensor], Tensor], b: Tensor, iters: int = 10, residual_tol: float = 1e-10
+) -> tuple[Tensor, Tensor]:
+    """Like :func:`conjugate_gradient`, also returning ``A x = b - r`` from CG's own residual (so
+    the TRPO step size needs no extra matrix-vector product)."""
     x = torch.zeros_like(b)
     r = b.clone()
     p = b.clone()
@@ -27,4 +35,4 @@ def conjugate_gradient(
         rr_new = torch.dot(r, r)
         p = r + (rr_new / rr) * p
         rr = rr_new
-    return x
+    return x, b - r

@@ -2,7 +2,8 @@
 
 Given the surrogate loss gradient ``g`` and a Fisher-vector product ``F``, the search direction is
 ``s = CG(F + damping I, g)``; the full step is scaled so that the quadratic KL model equals the
-bound, ``beta = sqrt(2 max_kl / s^T (F + damping I) s)``, and is then backtracked by ``ratio^j``
+bound, ``beta = sqrt(2 max_kl / s^T (F + damping I) s)`` (``(F + damping I) s`` is taken from CG's
+residual, ``g - r``, rather than from one more product as rllab does), and is then backtracked by ``ratio^j``
 (``j < max_backtracks``). A candidate is accepted only if the loss improves and the KL bound holds;
 otherwise the old parameters are kept.
 """
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from mbmpo.optim.cg import conjugate_gradient
+from mbmpo.optim.cg import conjugate_gradient_with_product
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,8 @@ def trpo_step(
     def damped(v: Tensor) -> Tensor:
         return fvp(v) + config.damping * v
 
-    direction = conjugate_gradient(damped, grad, iters=config.cg_iters)
-    shs = float(torch.dot(direction, damped(direction)))
+    direction, a_direction = conjugate_gradient_with_product(damped, grad, iters=config.cg_iters)
+    shs = float(torch.dot(direction, a_direction))
     step = math.sqrt(2.0 * config.max_kl / (shs + 1e-8)) * direction
     for j in range(config.max_backtracks):
         candidate = params - (config.backtrack_ratio**j) * step

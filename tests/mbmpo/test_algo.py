@@ -189,3 +189,11 @@ def test_mbmpo_learns_point(tmp_path: Path) -> None:
     assert returns[0] < -30.0  # the initial policy is no better than random
     assert summary.final_return > -20.0
     assert tracker.series("train/step_accepted")[-1][1] > 0.0
+
+
+def test_suite_hyperparams_file_is_the_paper_default() -> None:
+    import yaml
+
+    path = Path(__file__).resolve().parents[2] / "suites" / "hyperparams" / "mbmpo.yaml"
+    loaded = MBMPOConfig.from_mapping(yaml.safe_load(path.read_text()), where=str(path))
+    assert loaded == MBMPOConfig()

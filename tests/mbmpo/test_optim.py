@@ -143,3 +143,14 @@ def test_trpo_config_invariants() -> None:
     with pytest.raises(ValueError, match="backtrack_ratio"):
         TRPOConfig(backtrack_ratio=1.0)
     assert math.isclose(TRPOConfig().max_kl, 0.01)
+
+
+def test_conjugate_gradient_product_comes_from_the_residual() -> None:
+    from mbmpo.optim.cg import conjugate_gradient_with_product
+
+    gen = torch.Generator().manual_seed(6)
+    m = torch.randn(30, 30, generator=gen, dtype=torch.float64)
+    a = m @ m.T + torch.eye(30, dtype=torch.float64)
+    b = torch.randn(30, generator=gen, dtype=torch.float64)
+    x, ax = conjugate_gradient_with_product(lambda v: a @ v, b, iters=5)  # not converged
+    torch.testing.assert_close(ax, a @ x, rtol=1e-9, atol=1e-9)
