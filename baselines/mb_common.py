@@ -61,9 +61,6 @@ class ModelBasedConfig:
     """Early-stopping rolling-average persistency."""
     buffer_capacity: int = 300_000
     """FIFO capacity of the real-transition buffer (the ensemble is refit on all of it)."""
-    eval_deterministic: bool = False
-    """Evaluate with the actor's deterministic version where it has one (ME-TRPO: the policy mean;
-    MB-MPC ignores it: its planner is its only actor)."""
     num_threads: int | None = None
     """torch intra-op threads for this run (None: leave torch's setting)."""
 

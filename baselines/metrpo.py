@@ -80,6 +80,8 @@ class METRPOConfig(ModelBasedConfig):
     """Policy MLP hidden layers (tanh)."""
     policy_init_std: float = 1.0
     """Initial action std."""
+    eval_deterministic: bool = False
+    """Evaluate the policy mean instead of sampling (the authors' sampler samples: False)."""
     policy_validation: bool = False
     """Use the original ME-TRPO's policy-validation stopping rule (module docstring)."""
     validation_every: int = 5
