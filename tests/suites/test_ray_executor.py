@@ -170,3 +170,18 @@ def test_address_without_ray_executor_is_a_usage_error(tmp_path: Path) -> None:
     code = main(["smoke", "--address", "127.0.0.1:1", "--results-dir", str(tmp_path)])
     assert code == EXIT_USAGE
     assert not any(tmp_path.iterdir())
+
+
+def test_gpu_runs_ask_ray_for_gpus_and_train_on_cuda(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from suites.executors.ray_executor import run_options_for
+    from suites.runner import RunOptions
+
+    spec = load_manifest("smoke").expand()[0]
+    options = RunOptions(results_root=tmp_path)
+    assert run_options_for(spec, options).device == "cpu"
+    gpu = replace(spec, gpus=0.5)
+    assert run_options_for(gpu, options).device == "cuda"
+    assert _infeasible(gpu, [{"CPU": 8.0}]).startswith("run needs 1 CPU and 0.5 GPU")
+    assert _infeasible(gpu, [{"CPU": 8.0}, {"CPU": 1.0, "GPU": 1.0}]) == ""
