@@ -195,7 +195,7 @@ def main() -> None:
         t = _best_time(lambda f=fn: (f(), sync()), reps)[0] / 50
         print(f"  per step: {name:14s} {1e3 * t:7.3f} ms")
     t = _best_time(lambda: (ens.frozen(), sync()), reps)[0]
-    print(f"  per rollout: effective weights + folded normalisers (frozen()) {1e3 * t:7.3f} ms")
+    print(f"  per rollout: frozen() (weight norm + output fold, once) {1e3 * t:7.3f} ms")
     print(
         f"  per step: model pass {1e3 * best['model_step'] / 50:7.3f} ms; whole rollout step "
         f"{1e3 * best['rollout'] / h_:7.3f} ms"
