@@ -26,6 +26,7 @@ from types import FrameType
 from typing import Any
 
 from mbmpo.protocols import Tracker
+from suites.journal import HISTORY_FILE
 from suites.manifest import RunSpec
 from suites.tracking import (
     CONFIG_FILE,
@@ -44,7 +45,17 @@ RUN_LOG = "run.log"
 COMMAND_FILE = "command.txt"
 SPEC_FILE = "run_spec.json"
 SUITE_FILES = frozenset(
-    {DONE, FAILED, RUN_LOG, COMMAND_FILE, SPEC_FILE, CONFIG_FILE, PROGRESS_FILE, "wandb"}
+    {
+        DONE,
+        FAILED,
+        RUN_LOG,
+        COMMAND_FILE,
+        SPEC_FILE,
+        CONFIG_FILE,
+        PROGRESS_FILE,
+        HISTORY_FILE,
+        "wandb",
+    }
 )
 """Entries of a run folder written by the suite; anything else is the method's (checkpoints)."""
 EXIT_DONE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130

@@ -29,6 +29,7 @@ from urllib.parse import urlparse
 import yaml
 
 from mbmpo.protocols import ENV_STEPS, EVAL_RETURN_MEAN
+from suites import journal
 
 MODES = ("online", "offline", "disabled")
 """Modes a user may ask for."""
@@ -242,6 +243,9 @@ class WandbTracker:
         self._saved_env: dict[str, str | None] = {}
         self._progress: dict[str, Any] = dict(progress_extra or {})
         self._progress.update({ENV_STEPS: 0, EVAL_RETURN_MEAN: None, "rows": 0})
+        self._journal = run_dir / journal.HISTORY_FILE
+        self._journaled: set[journal.RowKey] = set()
+        self._dropped = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -249,6 +253,9 @@ class WandbTracker:
         """Point W&B's dirs into the run folder and init the W&B run (with offline fallback)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._write_progress()
+        history = journal.read_journal(self._journal)  # rows of earlier attempts of this run
+        self._journaled = {journal.row_key(step, row) for step, row in history}
+        earlier = journal.segment_files(self._wandb_root(), self.wandb_id)
         if self.requested.mode == "disabled":
             self._say("W&B: disabled; metrics go to progress.json only")
             return
@@ -277,6 +284,18 @@ class WandbTracker:
             self._run = self._init(wandb, "offline")
         self._run.define_metric("*", step_metric=ENV_STEPS)
         self._say(f"W&B: {self.mode} run {self.wandb_id} in {self._run.dir}")
+        if history:
+            self._replay(history, earlier)
+
+    def _replay(self, history: list[tuple[int, dict[str, Any]]], earlier: list[Path]) -> None:
+        """Re-send the journal rows no earlier W&B segment holds (see :mod:`suites.journal`)."""
+        missing = journal.rows_to_replay(history, journal.durable_keys(earlier))
+        for step, row in missing:
+            self._run.log({**row, ENV_STEPS: step})
+        self._say(
+            f"W&B: resumed run; {len(history)} rows logged before, {len(missing)} of them re-sent "
+            "from history.jsonl (lost by the earlier W&B segment)"
+        )
 
     def _init(self, wandb: Any, mode: str) -> Any:
         self.mode = mode
@@ -334,8 +353,16 @@ class WandbTracker:
         """Log one row at ``step`` real env steps (W&B's x-axis is ``env_steps``)."""
         row: dict[str, Any] = {k: _plain(v) for k, v in metrics.items()}
         row[ENV_STEPS] = int(step)
-        if self._run is not None:
-            self._run.log(row)
+        key = journal.row_key(step, row)
+        if key in self._journaled:  # logged before the resume (the checkpoint predates it)
+            self._dropped += 1
+            if self._dropped == 1:
+                self._say(f"W&B: row at {step} env steps was logged before the resume; not resent")
+        else:
+            journal.append_row(self._journal, row, step)  # durable before W&B sees it
+            self._journaled.add(key)
+            if self._run is not None:
+                self._run.log(row)
         self._progress[ENV_STEPS] = int(step)
         self._progress["rows"] += 1
         value = row.get(EVAL_RETURN_MEAN)
