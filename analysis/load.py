@@ -29,7 +29,14 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.wandb_offline import OfflineRun, config_get, find_run_files, read_run
+from analysis.wandb_offline import (
+    OfflineRun,
+    WandbFileError,
+    config_get,
+    find_run_files,
+    read_records,
+    read_run,
+)
 
 TIDY_COLUMNS = ["run_id", "suite", "env", "method", "seed", "scale", "env_steps", "metric", "value"]
 STEP_KEY = "env_steps"
@@ -223,7 +230,20 @@ def _collect_offline(
 ) -> list[tuple[RunInfo, list[dict[str, Any]]]]:
     by_id: dict[tuple[str, str], list[OfflineRun]] = {}
     for path in find_run_files(source):
-        seg = read_run_cached(path, cache_dir)
+        try:
+            seg = read_run_cached(path, cache_dir)
+        except WandbFileError:
+            records, _ = read_records(path)  # raises again for a corrupt file
+            if any(r.WhichOneof("record_type") == "run" for r in records):
+                raise
+            # a run killed before wandb-core first flushed its buffer leaves only the file header;
+            # the suite's resumed segment re-sends those rows from the run's history.jsonl
+            warnings.warn(
+                f"{path}: skipped: holds no run record (its run was killed before W&B wrote it)",
+                TruncatedRunWarning,
+                stacklevel=3,
+            )
+            continue
         by_id.setdefault((seg.project, seg.run_id), []).append(seg)
     out = []
     for (_, wandb_id), segments in sorted(by_id.items()):
