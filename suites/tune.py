@@ -160,7 +160,8 @@ def parse_search_space(data: Any, path: Path) -> dict[str, Param]:
                     continue
                 params[name] = Param(name, kind, choices=tuple(choices))
             else:
-                low, high = spec.get("low"), spec.get("high")
+                low: Any = spec.get("low")
+                high: Any = spec.get("high")
                 if not (_number(low) and _number(high)):
                     problems.append(f"{name}: low and high must be numbers, got {low!r}, {high!r}")
                     continue
