@@ -58,7 +58,12 @@ class PrintingTracker(MemoryTracker):
             fmt.format(metrics[key]) if key in metrics else f"{'-':>9}" for _, key, fmt in COLUMNS
         ]
         per_step = metrics.get("time/meta_s", math.nan) / self.meta_steps
-        print(" ".join(f"{c:>9}" for c in cells), f"{self.buffer_size():>8}", f"{per_step:.2f}")
+        print(
+            " ".join(f"{c:>9}" for c in cells),
+            f"{self.buffer_size():>8}",
+            f"{per_step:.2f}",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -67,6 +72,9 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=2, help="full iterations (fit + meta)")
     ap.add_argument("--prefill", type=int, default=0, help="random transitions added first")
     ap.add_argument("--meta-steps", type=int, default=30)
+    ap.add_argument(
+        "--model-max-epochs", type=int, default=None, help="cap on epochs per fit (paper 500)"
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
@@ -79,11 +87,15 @@ def main() -> None:
     run_dir.mkdir(parents=True)
     os.chdir(run_dir)  # MUJOCO_LOG.TXT lands here
     env = get_env(args.env)
-    config = {"meta_steps": args.meta_steps}
+    config: dict[str, int] = {"meta_steps": args.meta_steps}
+    if args.model_max_epochs is not None:
+        config["model_max_epochs"] = args.model_max_epochs
+    m_epochs = args.model_max_epochs or 500
     print(
         f"MB-MPO iteration benchmark: env={args.env} threads={args.threads} device={args.device} "
-        f"meta_steps={args.meta_steps} prefill={args.prefill} torch={torch.__version__} "
-        f"cpu={platform.processor() or platform.machine()} cores={os.cpu_count()}"
+        f"meta_steps={args.meta_steps} model_max_epochs={m_epochs} prefill={args.prefill} torch={torch.__version__} "
+        f"cpu={platform.processor() or platform.machine()} cores={os.cpu_count()}",
+        flush=True,
     )
     holder: dict[str, MBMPO] = {}
     tracker = PrintingTracker(lambda: len(holder["m"].loop.buffer), args.meta_steps)

@@ -11,8 +11,8 @@ gradient and Hessian of ``L_in_i`` (Hessian-vector products by double backward t
 ``create_graph=True`` inner gradient). Then
 
 - gradient: ``sum_i J_i^T u_i`` with ``u_i = dL_out / d theta'_i``;
-- Fisher-vector product: ``sum_i J_i^T F_i J_i v`` with ``F_i v`` the Hessian of the mean KL in
-  ``theta'`` (double backward). This is the exact Hessian of the KL in ``(theta, alpha)`` at the
+- Fisher-vector product: ``sum_i J_i^T F_i J_i v`` with ``F_i`` the Hessian of the mean KL in
+  ``theta'`` (the Gaussian's Fisher, :meth:`MetaObjective._fisher`). This is the exact Hessian of the KL in ``(theta, alpha)`` at the
   current point: the KL's gradient in ``theta'`` vanishes there, so no third-order term remains.
 
 All tasks are processed together: the policy parameters carry a leading ``[T]`` task dim.
@@ -161,19 +161,31 @@ class MetaObjective:
             self._logp_old = gaussian_log_prob(post.act, mean_old, log_std_old)
         leaf = {k: v.clone().requires_grad_(True) for k, v in self.adapted.items()}
         with torch.enable_grad():
-            loss, kl = self._post_loss_kl(leaf)
+            mean, log_std = self.policy.mean_log_std(post.obs, leaf)
+            loss, _ = self._loss_kl_from(mean, log_std)
             u = torch.autograd.grad(loss, list(leaf.values()), retain_graph=True)
-            kl_grad = torch.autograd.grad(kl, list(leaf.values()), create_graph=True)
         self._leaf = leaf
-        self._kl_grad = list(kl_grad)
+        self._mean_graph = mean  # kept for the Fisher's J^T products
+        self._mlp_keys = [k for k in leaf if k != "log_std"]
         self._u = dict(zip(leaf, u, strict=True))
+        with torch.no_grad():
+            self._inputs = self.policy.layer_inputs(post.obs, self.adapted)
+            n = post.mask.sum().clamp(min=1.0)
+            # Hessian of the mean KL in (mean, log_std) at old == new: diag(1/var)/n per alive
+            # sample for the mean, 2 (alive samples)/n per task for each log-std entry
+            self._mean_weight = (post.mask / n).unsqueeze(-1) * torch.exp(-2.0 * log_std.detach())
+            self._log_std_weight = (2.0 * post.mask.sum(1) / n).unsqueeze(-1)  # [T, 1]
         self.loss_before = float(loss.detach())
 
     def _post_loss_kl(self, adapted: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Surrogate loss and mean KL (scalars) of post-update samples under ``adapted [T, ...]``."""
+        assert self.post is not None, "call set_post first"
+        mean, log_std = self.policy.mean_log_std(self.post.obs, adapted)
+        return self._loss_kl_from(mean, log_std)
+
+    def _loss_kl_from(self, mean: Tensor, log_std: Tensor) -> tuple[Tensor, Tensor]:
         post = self.post
-        assert post is not None, "call set_post first"
-        mean, log_std = self.policy.mean_log_std(post.obs, adapted)
+        assert post is not None
         logp = gaussian_log_prob(post.act, mean, log_std)
         ratio = torch.exp(logp - self._logp_old)
         loss = masked_task_mean(-ratio * post.adv, post.mask).mean()
@@ -234,16 +246,28 @@ class MetaObjective:
         """Outer loss and its exact gradient in x-space at the current point."""
         return self.loss_before, self._vjp(self._u)
 
-    def fvp(self, v: Tensor) -> Tensor:
-        """Hessian of the mean KL in x-space times ``v`` (no damping)."""
-        jv = self._jvp(v)
-        fjv = torch.autograd.grad(
-            self._kl_grad,
-            list(self._leaf.values()),
-            grad_outputs=[jv[k] for k in self._leaf],
+    def _fisher(self, w: Mapping[str, Tensor]) -> ParamDict:
+        """``F_i w_i`` ``[T, ...]``: the Hessian of the mean KL in ``theta'`` at ``theta'_old``.
+
+        For a Gaussian policy it is ``J_mu^T diag(1/var) J_mu / n`` for the MLP (``J_mu w`` by a
+        written-out forward-mode pass over cached activations, ``J_mu^T`` by autograd) and
+        ``2 (alive samples) / n`` on the log-std (mean/log-std cross terms vanish at old == new).
+        """
+        rmu = self.policy.mean_jvp(self._inputs, self.adapted, w)  # [T, M, act]
+        grads = torch.autograd.grad(
+            self._mean_graph,
+            [self._leaf[k] for k in self._mlp_keys],
+            grad_outputs=rmu * self._mean_weight,
             retain_graph=True,
         )
-        return self._vjp(dict(zip(self._leaf, fjv, strict=True)))
+        out = dict(zip(self._mlp_keys, grads, strict=True))
+        out["log_std"] = self._log_std_weight * w["log_std"]
+        return out
+
+    def fvp(self, v: Tensor) -> Tensor:
+        """Hessian of the mean KL in x-space times ``v`` (no damping)."""
+        fjv = self._fisher(self._jvp(v))
+        return self._vjp({k: fjv[k] for k in self._leaf})
 
     def split(self, x: Tensor) -> tuple[ParamDict, ParamDict]:
         """``(theta, alpha)`` dicts from flat ``x`` (alpha is the fixed one when not learnable)."""

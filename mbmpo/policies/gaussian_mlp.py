@@ -90,6 +90,34 @@ class GaussianMLPPolicy(nn.Module):
             log_std = p["log_std"]
         return mean, log_std
 
+    def layer_inputs(self, obs: Tensor, params: Params) -> list[Tensor]:
+        """Inputs of every layer ``[h_0 = obs, h_1, ..., h_{L-1}]`` (each ``[T, M, n_i]``) for
+        task-batched ``params`` and ``obs [T, M, obs]``; for :meth:`mean_jvp`."""
+        h = obs
+        out = [h]
+        for i in range(self.num_layers - 1):
+            h = fast_tanh(torch.bmm(h, params[f"w{i}"]) + params[f"b{i}"].unsqueeze(1))
+            out.append(h)
+        return out
+
+    def mean_jvp(self, inputs: list[Tensor], params: Params, tangent: Params) -> Tensor:
+        """Directional derivative of the mean ``[T, M, act]`` along ``tangent`` (forward mode,
+        written out): ``dz_i = dh_i W_i + h_i dW_i + db_i``, ``dh_{i+1} = (1 - h_{i+1}^2) dz_i``.
+
+        :param inputs: :meth:`layer_inputs` at ``params`` (task-batched).
+        """
+        dh: Tensor | None = None
+        dz = inputs[0]  # placeholder, overwritten in the first iteration
+        for i in range(self.num_layers):
+            w, dw, db = params[f"w{i}"], tangent[f"w{i}"], tangent[f"b{i}"]
+            dz = torch.bmm(inputs[i], dw) + db.unsqueeze(1)
+            if dh is not None:
+                dz = dz + torch.bmm(dh, w)
+            if i < self.num_layers - 1:
+                h_next = inputs[i + 1]
+                dh = (1.0 - h_next * h_next) * dz
+        return dz
+
     def log_prob(self, obs: Tensor, act: Tensor, params: Params | None = None) -> Tensor:
         """Log density ``[...]`` of ``act [..., act]`` at ``obs [..., obs]``."""
         mean, log_std = self.mean_log_std(obs, params)
