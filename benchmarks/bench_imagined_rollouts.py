@@ -6,14 +6,18 @@ Gaussian policy acting with per-task parameters, HalfCheetah's shapes (17 obs, 6
 
 FLOPs counted: the model's matmuls only, ``2 * (in * h1 + h1 * h2 + h2 * out)`` per member-row per
 step (``in = obs + act``); the policy's matmuls (``2 * (obs * 32 + 32 * 32 + 32 * act)``, 0.6 % of
-the model's) are printed separately and not counted in the headline rate.
+the model's) are printed separately and not counted in the rates.
 
-The reference rates, measured in the same run and interleaved with the rollouts (so they see the
-same machine load): ``baddbmm [K, B, 512] x [K, 512, 512]`` with the rollout's B (the hidden layer,
-89 % of the model FLOPs), the model's three layers as bare ``baddbmm`` calls with no activation,
-and one large square matmul.
+Reference kernels, measured in the same run and interleaved with the rollouts: ``baddbmm
+[K, B, 512] x [K, 512, 512]`` with the rollout's B (the hidden layer, 93 % of the model FLOPs), the
+model's three layers as bare ``baddbmm`` calls, one ``FrozenEnsemble.step`` (what a rollout step
+runs), and one large square matmul.
 
-Run: ``.venv/bin/python benchmarks/bench_imagined_rollouts.py`` (add ``--quick`` for a smoke run).
+Timing on a shared machine: every rollout step is timed on its own (the policy call marks the
+start of each step) and every reference call too, so that both the best (least disturbed) and
+the median per-unit times can be reported; ratios are given for both.
+
+Run: ``.venv/bin/python benchmarks/bench_imagined_rollouts.py`` (``--quick`` for a smoke run).
 """
 
 from __future__ import annotations
@@ -31,15 +35,17 @@ from mbmpo.policies.gaussian_mlp import GaussianMLPPolicy
 from mbmpo.rollouts import imagine
 
 
-def _best_time(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
-    """(min, median) wall seconds of ``fn`` over ``repeats`` runs after one warm-up."""
+def _per_call(fn: Callable[[], object], calls: int, sync: Callable[[], None]) -> list[float]:
+    """Wall seconds of each of ``calls`` calls of ``fn`` (after one warm-up call)."""
     fn()
-    times = []
-    for _ in range(repeats):
+    sync()
+    out = []
+    for _ in range(calls):
         t0 = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), statistics.median(times)
+        sync()
+        out.append(time.perf_counter() - t0)
+    return out
 
 
 def main() -> None:
@@ -50,18 +56,18 @@ def main() -> None:
     parser.add_argument("--ensemble", type=int, default=5)
     parser.add_argument("--hidden", type=int, default=512)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--train-rows", type=int, default=10_000, help="also time one training epoch (0: skip)"
     )
-    parser.add_argument("--quick", action="store_true", help="horizon 20, 1 repeat")
+    parser.add_argument("--quick", action="store_true", help="horizon 20, 1 round")
     args = parser.parse_args()
     if args.quick:
         args.horizon, args.repeats = 20, 1
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    sync: Callable[[], None] = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
     env = get_env("halfcheetah")
     t_, n_, h_, k = args.tasks, args.trajectories, args.horizon, args.ensemble
@@ -69,92 +75,78 @@ def main() -> None:
     obs_dim, act_dim = env.obs_dim, env.act_dim
     gen = torch.Generator(device=dev).manual_seed(0)
     ens = DynamicsEnsemble(obs_dim, act_dim, k, hid, device=dev, generator=gen)
-    # non-trivial normalisers, as after a fit
     data_gen = torch.Generator(device=dev).manual_seed(1)
     obs = torch.randn(5000, obs_dim, generator=data_gen, device=dev)
     act = torch.rand(5000, act_dim, generator=data_gen, device=dev) * 2 - 1
-    ens.fit_normalizer(
-        obs, act, obs + 0.1 * torch.randn(5000, obs_dim, generator=data_gen, device=dev)
-    )
+    noise = 0.1 * torch.randn(5000, obs_dim, generator=data_gen, device=dev)
+    ens.fit_normalizer(obs, act, obs + noise)  # non-trivial normalisers, as after a fit
 
     policy = GaussianMLPPolicy(obs_dim, act_dim).to(dev)
-    params = {
-        name: p.detach().expand(t_, *p.shape).clone() for name, p in policy.named_params().items()
-    }
+    params = {n: p.detach().expand(t_, *p.shape).clone() for n, p in policy.named_params().items()}
     start = torch.randn(t_, n_, obs_dim, generator=data_gen, device=dev)
+    stamps: list[float] = []
 
     def act_fn(o: torch.Tensor) -> torch.Tensor:
+        sync()
+        stamps.append(time.perf_counter())  # a step starts with its policy call
         return policy.sample(o, params, generator=gen)
 
-    def rollout(propagation: str = "task") -> None:
+    def rollout(propagation: str) -> tuple[float, list[float]]:
+        """(whole-rollout seconds, per-step seconds except the last step)."""
+        stamps.clear()
+        t0 = time.perf_counter()
         imagine(ens, act_fn, start, h_, env, propagation, gen)
         sync()
+        total = time.perf_counter() - t0
+        return total, [b - a for a, b in zip(stamps[:-1], stamps[1:], strict=True)]
 
     rows = t_ * n_
-    steps = rows * h_
     b = rows // k
     sizes = [obs_dim + act_dim, *hid, obs_dim]
-    model_flops_row = 2 * sum(i * o for i, o in zip(sizes[:-1], sizes[1:], strict=True))
-    policy_sizes = [obs_dim, 32, 32, act_dim]
-    policy_flops_row = 2 * sum(
-        i * o for i, o in zip(policy_sizes[:-1], policy_sizes[1:], strict=True)
-    )
-    model_flops = model_flops_row * steps
+    flops_row = 2 * sum(i * o for i, o in zip(sizes[:-1], sizes[1:], strict=True))
+    pol_sizes = [obs_dim, 32, 32, act_dim]
+    pol_flops_row = 2 * sum(i * o for i, o in zip(pol_sizes[:-1], pol_sizes[1:], strict=True))
+    step_flops = flops_row * rows  # one imagined step of all T x N trajectories
 
-    # reference kernels on the same shapes
     x_h = torch.randn(k, b, hid[0], device=dev)
     w_h = torch.randn(k, hid[0], hid[1], device=dev)
     bias_h = torch.randn(k, 1, hid[1], device=dev)
     frozen = ens.frozen()
     x_in = torch.randn(k, b, sizes[0], device=dev)
-
-    def hidden_bmm() -> None:
-        for _ in range(50):
-            torch.baddbmm(bias_h, x_h, w_h)
-        sync()
-
-    def bare_layers() -> None:  # the model's three layers as bare baddbmm calls (no ReLU, no cat)
-        for _ in range(50):
-            x = x_in
-            for w, bias in zip(frozen.weights, frozen.biases, strict=True):
-                x = torch.baddbmm(bias, x, w)
-        sync()
-
-    def model_step() -> None:  # FrozenEnsemble.step as a rollout uses it
-        o, a = x_in[..., :obs_dim].contiguous(), x_in[..., obs_dim:].contiguous()
-        for _ in range(50):
-            frozen.step(o, a)
-        sync()
-
+    o_in, a_in = x_in[..., :obs_dim].contiguous(), x_in[..., obs_dim:].contiguous()
     big = torch.randn(2048, 2048, device=dev)
 
-    def big_mm() -> None:
-        for _ in range(5):
-            big @ big
-        sync()
+    def bare_layers() -> torch.Tensor:
+        x = x_in
+        for w, bias in zip(frozen.weights, frozen.biases, strict=True):
+            x = torch.baddbmm(bias, x, w)
+        return x
 
-    reps = args.repeats
-    results: dict[str, list[float]] = {
-        "rollout": [],
-        "hidden_bmm": [],
-        "bare_layers": [],
-        "model_step": [],
-        "big_mm": [],
+    kernels: dict[str, tuple[Callable[[], object], int, float]] = {  # fn, calls/round, FLOPs
+        "hidden_bmm": (lambda: torch.baddbmm(bias_h, x_h, w_h), 50, 2 * k * b * hid[0] * hid[1]),
+        "bare_layers": (bare_layers, 50, flops_row * k * b),
+        "model_step": (lambda: frozen.step(o_in, a_in), 50, flops_row * k * b),
+        "big_mm": (lambda: big @ big, 5, 2 * 2048**3),
     }
-    for _ in range(reps):  # interleave, so every figure sees the same machine load
-        results["rollout"].append(_best_time(rollout, 1)[0])
-        results["hidden_bmm"].append(_best_time(hidden_bmm, 1)[0])
-        results["bare_layers"].append(_best_time(bare_layers, 1)[0])
-        results["model_step"].append(_best_time(model_step, 1)[0])
-        results["big_mm"].append(_best_time(big_mm, 1)[0])
-    best = {key: min(v) for key, v in results.items()}
+    step_times: list[float] = []
+    totals: list[float] = []
+    times: dict[str, list[float]] = {name: [] for name in kernels}
+    rollout("task")  # warm-up
+    for _ in range(args.repeats):  # interleaved rounds: every figure sees the same machine load
+        total, per_step = rollout("task")
+        totals.append(total)
+        step_times += per_step
+        for name, (fn, calls, _) in kernels.items():
+            times[name] += _per_call(fn, calls, sync)
 
     gf = 1e-9
-    rollout_rate = model_flops / best["rollout"] * gf
-    hidden_rate = 50 * 2 * k * b * hid[0] * hid[1] / best["hidden_bmm"] * gf
-    bare_rate = 50 * model_flops_row * k * b / best["bare_layers"] * gf
-    step_rate = 50 * model_flops_row * k * b / best["model_step"] * gf
-    big_rate = 5 * 2 * 2048**3 / best["big_mm"] * gf
+    rate = {
+        stat: {name: flops / agg(times[name]) * gf for name, (_, _, flops) in kernels.items()}
+        for stat, agg in (("best", min), ("median", statistics.median))
+    }
+    roll = {"best": step_flops / min(step_times) * gf}
+    roll["median"] = step_flops / statistics.median(step_times) * gf
+    whole = h_ * rows / min(totals)
 
     print(f"device={dev} threads={torch.get_num_threads()} torch={torch.__version__}")
     print(
@@ -162,52 +154,59 @@ def main() -> None:
         f"obs={obs_dim} act={act_dim}, propagation=task ({b} rows per member per step)"
     )
     print(
-        f"FLOPs per member-row-step: model {model_flops_row:,} (counted), policy {policy_flops_row:,} "
-        f"(not counted, {100 * policy_flops_row / model_flops_row:.1f}% of the model's)"
+        f"FLOPs per member-row-step: model {flops_row:,} (counted), policy {pol_flops_row:,} "
+        f"(not counted, {100 * pol_flops_row / flops_row:.1f}% of the model's)"
     )
     print(
-        f"best of {reps} (interleaved), seconds per run: "
-        + ", ".join(f"{key} {v:.3f}" for key, v in best.items())
+        f"whole rollouts: best {min(totals):.3f} s of {len(totals)} -> {whole:,.0f} imagined "
+        f"steps/s, {whole * flops_row * gf:.1f} GFLOP/s (includes frozen() and output buffers)"
     )
+    print(f"{'GFLOP/s':44s} {'best':>8s} {'median':>8s}")
     print(
-        f"imagined rollout : {steps / best['rollout']:>12,.0f} steps/s  {rollout_rate:6.1f} GFLOP/s (model matmuls)"
+        f"{'imagined rollout step (policy+model+reward)':44s} {roll['best']:8.1f} {roll['median']:8.1f}"
     )
+    labels = {
+        "model_step": "FrozenEnsemble.step (model pass only)",
+        "bare_layers": "the 3 layers as bare baddbmm",
+        "hidden_bmm": f"baddbmm [{k},{b},{hid[0]}]x[{k},{hid[0]},{hid[1]}]",
+        "big_mm": "plain matmul 2048x2048x2048",
+    }
+    for name, label in labels.items():
+        print(f"{label:44s} {rate['best'][name]:8.1f} {rate['median'][name]:8.1f}")
+    for stat in ("best", "median"):
+        r = roll[stat]
+        print(
+            f"{stat:6s}: rollout / hidden baddbmm = {100 * r / rate[stat]['hidden_bmm']:.0f}%, "
+            f"rollout / bare layers = {100 * r / rate[stat]['bare_layers']:.0f}%, "
+            f"rollout / plain matmul = {100 * r / rate[stat]['big_mm']:.0f}%"
+        )
     print(
-        f"model step only  : {50 * k * b / best['model_step']:>12,.0f} steps/s  {step_rate:6.1f} GFLOP/s"
+        f"imagined steps/s from the best step: {rows * roll['best'] / (step_flops * gf):,.0f}; "
+        f"from the median step: {rows * roll['median'] / (step_flops * gf):,.0f}"
     )
-    print(f"bare 3 baddbmm   : {'':>12}          {bare_rate:6.1f} GFLOP/s")
-    print(f"hidden baddbmm [{k},{b},{hid[0]}]x[{k},{hid[0]},{hid[1]}]: {hidden_rate:6.1f} GFLOP/s")
-    print(f"plain matmul 2048x2048x2048: {big_rate:6.1f} GFLOP/s")
-    print(
-        f"rollout / hidden baddbmm = {100 * rollout_rate / hidden_rate:.0f}%   "
-        f"rollout / bare layers = {100 * rollout_rate / bare_rate:.0f}%   "
-        f"rollout / plain matmul = {100 * rollout_rate / big_rate:.0f}%"
-    )
-    # where the rest of a rollout step goes (per step, best of `repeats`)
-    s0 = start
-    a0 = act_fn(s0)
-    s1 = s0 + 0.01
-    parts = {
-        "policy sample": lambda: [act_fn(s0) for _ in range(50)],
-        "reward fn": lambda: [env.reward(s0, a0, s1) for _ in range(50)],
+
+    # where the rest of a rollout step goes
+    a0 = policy.sample(start, params, generator=gen)
+    s1 = start + 0.01
+    parts: dict[str, Callable[[], object]] = {
+        "policy sample": lambda: policy.sample(start, params, generator=gen),
+        "reward fn": lambda: env.reward(start, a0, s1),
+        "frozen() (weight norm + output fold; once per rollout)": ens.frozen,
     }
     for name, fn in parts.items():
-        t = _best_time(lambda f=fn: (f(), sync()), reps)[0] / 50
-        print(f"  per step: {name:14s} {1e3 * t:7.3f} ms")
-    t = _best_time(lambda: (ens.frozen(), sync()), reps)[0]
-    print(f"  per rollout: frozen() (weight norm + output fold, once) {1e3 * t:7.3f} ms")
-    print(
-        f"  per step: model pass {1e3 * best['model_step'] / 50:7.3f} ms; whole rollout step "
-        f"{1e3 * best['rollout'] / h_:7.3f} ms"
-    )
-    # the other propagation modes, best of `repeats` ("mean" does K model passes, all counted)
+        t = statistics.median(_per_call(fn, 20, sync))
+        print(f"  {name:55s} {1e3 * t:7.3f} ms")
+
+    # the other propagation modes, one rollout each ("mean" does K model passes, all counted)
     for prop in ("fixed", "random", "mean"):
-        t = _best_time(lambda p=prop: rollout(p), reps)[0]
+        per_step = rollout(prop)[1]
         factor = k if prop == "mean" else 1
+        med = statistics.median(per_step)
         print(
-            f"propagation={prop:6s}: {steps / t:>12,.0f} steps/s  "
-            f"{factor * model_flops / t * gf:6.1f} GFLOP/s"
+            f"propagation={prop:6s}: median step {1e3 * med:7.2f} ms, {rows / med:>10,.0f} "
+            f"imagined steps/s, {factor * step_flops / med * gf:6.1f} GFLOP/s"
         )
+
     if args.train_rows > 0:
         _bench_training(ens, args.train_rows, sync)
 
@@ -217,8 +216,7 @@ def _bench_training(ens: DynamicsEnsemble, rows: int, sync: Callable[[], None]) 
     dev = ens.device
     k = ens.ensemble_size
     gen = torch.Generator(device=dev).manual_seed(2)
-    cfg = ModelTrainerConfig(max_epochs=1, early_stopping=False)
-    trainer = EnsembleTrainer(ens, cfg, gen)
+    trainer = EnsembleTrainer(ens, ModelTrainerConfig(max_epochs=1, early_stopping=False), gen)
     x = torch.randn(rows, ens.obs_dim + ens.act_dim, generator=gen, device=dev)
     y = torch.randn(rows, ens.obs_dim, generator=gen, device=dev)
     is_val = torch.rand(rows, k, generator=gen, device=dev) < 0.2
@@ -233,8 +231,8 @@ def _bench_training(ens: DynamicsEnsemble, rows: int, sync: Callable[[], None]) 
     # forward + backward ~ 3x the forward matmuls; validation pass 1x
     flops = k * flops_row * (3 * n_train + (rows - n_train))
     print(
-        f"training epoch   : {k * n_train / dt:>12,.0f} member-samples/s  {flops / dt * 1e-9:6.1f} "
-        f"GFLOP/s (~3x forward for train rows + validation forward), {rows} rows, {dt:.2f} s"
+        f"training epoch: {k * n_train / dt:,.0f} member-samples/s, {flops / dt * 1e-9:.1f} GFLOP/s "
+        f"(~3x forward for train rows + validation forward), {rows} rows, {dt:.2f} s"
     )
 
 
