@@ -132,7 +132,10 @@ def run_task(
             env=env,
         )
         try:
-            code = proc.wait()
+            # poll, not proc.wait(): ray.cancel() raises KeyboardInterrupt only between Python
+            # bytecodes, never inside a blocking waitpid
+            while (code := proc.poll()) is None:
+                time.sleep(0.2)
         except KeyboardInterrupt:  # ray.cancel(): stop the worker cleanly, the rerun resumes
             code = _stop(proc, grace_s)
     result = exit_result(spec.run_id, run_dir, code, started)
@@ -310,17 +313,30 @@ class RayExecutor:
             with contextlib.suppress(Exception):
                 ray.cancel(task.ref, force=False)
         refs = [t.ref for t in tasks.values()]
+        ready: list[Any] = []
         with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: do not wait any longer
-            ray.wait(refs, num_returns=len(refs), timeout=self.grace_s + 5)
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=self.grace_s + 5)
         results = {}
         for run_id, task in tasks.items():
             started = task.started or _launched_by(task.run_dir, token)
-            status, note = (
-                ("interrupted", "stopped by Ctrl-C; rerun to resume")
-                if started
-                else ("cancelled", "not started (Ctrl-C)")
-            )
-            results[run_id] = RunResult(run_id, status, task.run_dir, note)
+            outcome = None
+            if task.ref in ready:
+                with contextlib.suppress(Exception):  # cancelled before it ran: no outcome
+                    outcome = ray.get(task.ref, timeout=1)
+            if outcome is not None:  # it ended by itself (finished, failed) or was stopped
+                results[run_id] = RunResult(
+                    run_id, outcome["status"], task.run_dir, outcome["message"]
+                )
+            elif started:
+                with contextlib.suppress(Exception):
+                    ray.cancel(task.ref, force=True)
+                results[run_id] = RunResult(
+                    run_id, "interrupted", task.run_dir, "stopped by Ctrl-C; rerun to resume"
+                )
+            else:
+                results[run_id] = RunResult(
+                    run_id, "cancelled", task.run_dir, "not started (Ctrl-C)"
+                )
             if started:
                 progress.finished(task.spec, results[run_id])
         return results

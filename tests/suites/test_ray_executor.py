@@ -25,12 +25,13 @@ import pytest
 from analysis.load import collect
 from suites.executors import make_executor
 from suites.executors.ray_executor import RayExecutor, _infeasible
+from suites.journal import segment_files
 from suites.manifest import load_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 RAY = Path(sys.executable).with_name("ray")
 EVAL_EVERY = 200
-TOTAL = 600
+TOTAL = 1000
 
 
 def _free_port() -> int:
@@ -67,9 +68,11 @@ def ray_cluster(tmp_path: Path) -> Iterator[str]:
         )
 
 
-def _rows(run_dir: Path) -> int:
+def _rows(run_dir: Path, since: float) -> int:
+    """Rows the run's attempt started after ``since`` has logged (0 before it starts)."""
     try:
-        return int(json.loads((run_dir / "progress.json").read_text())["rows"])
+        progress = json.loads((run_dir / "progress.json").read_text())
+        return int(progress["rows"]) if float(progress["started"]) >= since else 0
     except (OSError, ValueError, KeyError):
         return 0
 
@@ -82,7 +85,38 @@ def _ray_worker_pid(run_dir: Path) -> int | None:
     return int(found[-1]) if found else None
 
 
-def test_suite_on_a_local_ray_cluster_retries_a_lost_worker(
+def _wait_for(
+    run_dir: Path, rows: int, suite: subprocess.Popen[str], since: float, deadline: float
+) -> int:
+    """The Ray worker pid of ``run_dir``'s task once its attempt started after ``since`` has
+    logged ``rows`` rows."""
+    while time.time() < deadline:
+        assert suite.poll() is None, "the suite ended too early:\n" + (suite.stdout or "").read()
+        if _rows(run_dir, since) >= rows:
+            pid = _ray_worker_pid(run_dir)
+            assert pid is not None
+            return pid
+        time.sleep(0.1)
+    raise AssertionError(f"{run_dir} logged fewer than {rows} rows in time")
+
+
+def _start(cmd: list[str], cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        cmd, cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def _finish(suite: subprocess.Popen[str], deadline: float) -> str:
+    try:
+        out, _ = suite.communicate(timeout=max(1.0, deadline - time.time()))
+    finally:
+        if suite.poll() is None:
+            suite.kill()
+            suite.wait()
+    return out
+
+
+def test_suite_on_a_local_ray_cluster_stops_resumes_and_retries_a_lost_worker(
     ray_cluster: str, tmp_path: Path, write_manifest
 ) -> None:
     manifest = write_manifest(
@@ -102,27 +136,24 @@ def test_suite_on_a_local_ray_cluster_retries_a_lost_worker(
     results = tmp_path / "results"
     cmd = [sys.executable, "-m", "suites.run", str(manifest), "--executor", "ray"]
     cmd += ["--address", ray_cluster, "--results-dir", str(results), "--no-figure"]
-    suite = subprocess.Popen(
-        cmd, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
     victim = results / "raytest" / "pendulum__ppo__s0"
-    killed = None
-    try:
-        deadline = time.time() + 150
-        while time.time() < deadline and suite.poll() is None:
-            pid = _ray_worker_pid(victim)
-            if pid is not None and _rows(victim) >= 2:  # after the evaluation at 200 steps
-                os.kill(pid, signal.SIGKILL)  # the Ray worker running this run's task
-                killed = pid
-                break
-            time.sleep(0.1)
-        out, _ = suite.communicate(timeout=max(1.0, deadline - time.time()))
-    finally:
-        if suite.poll() is None:
-            suite.kill()
-            suite.wait()
-    assert killed is not None, "the run finished before its Ray worker could be killed"
-    assert suite.returncode == 1, out  # the infeasible run failed, the others finished
+    deadline = time.time() + 200
+
+    # 1. Ctrl-C while both runs train: the tasks stop their workers, nothing is DONE
+    suite = _start(cmd, tmp_path)
+    _wait_for(victim, 2, suite, time.time(), deadline)
+    suite.send_signal(signal.SIGINT)
+    out = _finish(suite, deadline)
+    assert suite.returncode == 130, out
+    assert "interrupted pendulum__ppo__s0" in out and "interrupted pendulum__ppo__s1" in out, out
+    assert not list(results.glob("raytest/*/DONE"))
+
+    # 2. the same command resumes both; the Ray worker of one is killed and Ray retries its task
+    suite = _start(cmd, tmp_path)
+    killed = _wait_for(victim, 2, suite, time.time(), deadline)
+    os.kill(killed, signal.SIGKILL)
+    out = _finish(suite, deadline)
+    assert suite.returncode == 1, out  # the infeasible runs failed, the others finished
     assert "2 done" in out and "2 failed" in out, out
 
     for seed in (0, 1):
@@ -130,7 +161,7 @@ def test_suite_on_a_local_ray_cluster_retries_a_lost_worker(
         failed = results / "raytest" / f"point__ppo__s{seed}" / "FAILED"
         assert "3 CPU" in failed.read_text(), failed.read_text()
     log = (victim / "run.log").read_text()
-    assert log.count("=== ray task on node") == 2, log  # the first attempt and Ray's retry
+    assert log.count("=== ray task on node") == 3, log  # run, resume, and Ray's retry
     assert _ray_worker_pid(victim) != killed
 
     expected = list(range(0, TOTAL + 1, EVAL_EVERY))
@@ -141,8 +172,8 @@ def test_suite_on_a_local_ray_cluster_retries_a_lost_worker(
         assert steps == expected, (run_id, steps)  # nothing duplicated, nothing missing
         assert info.finished
         assert all(Path(s).is_file() and s.endswith(".wandb") for s in info.sources)
-    assert len(runs["pendulum__ppo__s0"][0].sources) == 2  # resumed: one W&B run, two segments
-    assert len({Path(s).parent.name[-24:] for s in runs["pendulum__ppo__s0"][0].sources}) == 1
+        spec_id = info.wandb_id
+        assert len(segment_files(results / "raytest" / run_id / "wandb", spec_id)) >= 2
 
 
 def test_infeasible_resources_are_named() -> None:
