@@ -7,8 +7,9 @@ samples, with the trust region ``mean KL(pi_{theta'_i,old} || pi_{theta'_i}) <= 
 
 Everything is exact second order, with the chain rule through the inner step written out:
 ``J_i = d theta'_i / d(theta, alpha) = [I - diag(alpha) H_i, -diag(g_i)]`` where ``g_i, H_i`` are the
-gradient and Hessian of ``L_in_i`` (Hessian-vector products by double backward through the
-``create_graph=True`` inner gradient). Then
+gradient and Hessian of ``L_in_i`` (exact Hessian-vector products, written out in
+:mod:`mbmpo.optim.inner`; the tests check them against autograd's double backward and finite
+differences). Then
 
 - gradient: ``sum_i J_i^T u_i`` with ``u_i = dL_out / d theta'_i``;
 - Fisher-vector product: ``sum_i J_i^T F_i J_i v`` with ``F_i`` the Hessian of the mean KL in
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from mbmpo.optim.inner import InnerLossCurvature
 from mbmpo.policies.gaussian_mlp import GaussianMLPPolicy, gaussian_kl, gaussian_log_prob
 
 ParamDict = dict[str, Tensor]
@@ -128,7 +130,6 @@ class MetaObjective:
         self.num_tasks = num_tasks
         if pre is not None and pre.num_tasks != num_tasks:
             raise ValueError(f"pre-update batch has {pre.num_tasks} tasks, expected {num_tasks}")
-        self._phi: ParamDict = {}
         self._g_in: ParamDict = {}
         if pre is None:
             self.adapted = {
@@ -136,13 +137,15 @@ class MetaObjective:
             }
             self.inner_loss_value = float("nan")
         else:
-            phi = _per_task(self.theta, num_tasks)
-            with torch.enable_grad():
-                loss = inner_loss(policy, phi, pre)
-                grads = torch.autograd.grad(loss.sum(), list(phi.values()), create_graph=True)
-            self._phi = phi
-            self._g_in = dict(zip(phi, grads, strict=True))
-            self.adapted = {k: (phi[k] - self.alpha[k] * self._g_in[k]).detach() for k in phi}
+            phi = {
+                k: v.unsqueeze(0).expand(num_tasks, *v.shape).contiguous()
+                for k, v in self.theta.items()
+            }
+            curv = InnerLossCurvature(policy, phi, pre.obs, pre.act, pre.adv, pre.mask)
+            self._curvature = curv
+            self._g_in = curv.grad
+            self.adapted = {k: phi[k] - self.alpha[k] * self._g_in[k] for k in phi}
+            loss = curv.loss
             self.inner_loss_value = float(loss.detach().mean())
         self.post: TaskBatch | None = None
 
@@ -163,13 +166,12 @@ class MetaObjective:
         with torch.enable_grad():
             mean, log_std = self.policy.mean_log_std(post.obs, leaf)
             loss, _ = self._loss_kl_from(mean, log_std)
-            u = torch.autograd.grad(loss, list(leaf.values()), retain_graph=True)
+            u = torch.autograd.grad(loss, list(leaf.values()))
         self._leaf = leaf
-        self._mean_graph = mean  # kept for the Fisher's J^T products
-        self._mlp_keys = [k for k in leaf if k != "log_std"]
         self._u = dict(zip(leaf, u, strict=True))
         with torch.no_grad():
             self._inputs = self.policy.layer_inputs(post.obs, self.adapted)
+            self._dtanh = [1.0 - h * h for h in self._inputs[1:]]
             n = post.mask.sum().clamp(min=1.0)
             # Hessian of the mean KL in (mean, log_std) at old == new: diag(1/var)/n per alive
             # sample for the mean, 2 (alive samples)/n per task for each log-std entry
@@ -196,14 +198,8 @@ class MetaObjective:
 
     # ----- the chain rule through the inner step ------------------------------------------------
     def _inner_hvp(self, w: Mapping[str, Tensor]) -> ParamDict:
-        """``H_i w_i`` ``[T, ...]`` for per-task ``w [T, ...]`` (double backward)."""
-        out = torch.autograd.grad(
-            list(self._g_in.values()),
-            list(self._phi.values()),
-            grad_outputs=[w[k] for k in self._g_in],
-            retain_graph=True,
-        )
-        return dict(zip(self._g_in, out, strict=True))
+        """``H_i w_i`` ``[T, ...]`` for per-task ``w [T, ...]`` (exact, written out)."""
+        return self._curvature.hvp(w)
 
     def _jvp(self, v: Tensor) -> ParamDict:
         """``J_i v`` ``[T, ...]`` for flat ``v`` in x-space."""
@@ -216,7 +212,7 @@ class MetaObjective:
         out = {k: jv[k] - self.alpha[k] * h[k] for k in jv}
         if self.learn_step_sizes:
             v_alpha = unflatten(v[self._n_theta :], self.alpha)
-            out = {k: out[k] - self._g_in[k].detach() * v_alpha[k] for k in out}
+            out = {k: out[k] - self._g_in[k] * v_alpha[k] for k in out}
         return out
 
     def _vjp(self, u: Mapping[str, Tensor]) -> Tensor:
@@ -227,7 +223,7 @@ class MetaObjective:
         d_theta = {k: (u[k] - h[k]).sum(0) for k in u}
         parts = [flatten(d_theta)]
         if self.learn_step_sizes:
-            parts.append(flatten({k: (-self._g_in[k].detach() * u[k]).sum(0) for k in u}))
+            parts.append(flatten({k: (-self._g_in[k] * u[k]).sum(0) for k in u}))
         return torch.cat(parts)
 
     @property
@@ -249,19 +245,15 @@ class MetaObjective:
     def _fisher(self, w: Mapping[str, Tensor]) -> ParamDict:
         """``F_i w_i`` ``[T, ...]``: the Hessian of the mean KL in ``theta'`` at ``theta'_old``.
 
-        For a Gaussian policy it is ``J_mu^T diag(1/var) J_mu / n`` for the MLP (``J_mu w`` by a
-        written-out forward-mode pass over cached activations, ``J_mu^T`` by autograd) and
+        For a Gaussian policy it is ``J_mu^T diag(1/var) J_mu / n`` for the MLP (``J_mu w`` and
+        ``J_mu^T`` written out over cached activations) and
         ``2 (alive samples) / n`` on the log-std (mean/log-std cross terms vanish at old == new).
         """
-        rmu = self.policy.mean_jvp(self._inputs, self.adapted, w)  # [T, M, act]
-        grads = torch.autograd.grad(
-            self._mean_graph,
-            [self._leaf[k] for k in self._mlp_keys],
-            grad_outputs=rmu * self._mean_weight,
-            retain_graph=True,
-        )
-        out = dict(zip(self._mlp_keys, grads, strict=True))
-        out["log_std"] = self._log_std_weight * w["log_std"]
+        with torch.no_grad():
+            pol, inputs, dtanh = self.policy, self._inputs, self._dtanh
+            rmu = pol.mean_jvp(inputs, dtanh, self.adapted, w)  # [T, M, act]
+            out = pol.mean_vjp(inputs, dtanh, self.adapted, rmu.mul_(self._mean_weight))
+            out["log_std"] = self._log_std_weight * w["log_std"]
         return out
 
     def fvp(self, v: Tensor) -> Tensor:

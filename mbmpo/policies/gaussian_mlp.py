@@ -100,23 +100,38 @@ class GaussianMLPPolicy(nn.Module):
             out.append(h)
         return out
 
-    def mean_jvp(self, inputs: list[Tensor], params: Params, tangent: Params) -> Tensor:
+    def mean_jvp(
+        self, inputs: list[Tensor], dtanh: list[Tensor], params: Params, tangent: Params
+    ) -> Tensor:
         """Directional derivative of the mean ``[T, M, act]`` along ``tangent`` (forward mode,
         written out): ``dz_i = dh_i W_i + h_i dW_i + db_i``, ``dh_{i+1} = (1 - h_{i+1}^2) dz_i``.
 
-        :param inputs: :meth:`layer_inputs` at ``params`` (task-batched).
+        :param inputs: :meth:`layer_inputs` at ``params`` (task-batched, no grad).
+        :param dtanh: ``[1 - h^2 for h in inputs[1:]]``.
         """
         dh: Tensor | None = None
-        dz = inputs[0]  # placeholder, overwritten in the first iteration
+        dz = inputs[0]
         for i in range(self.num_layers):
-            w, dw, db = params[f"w{i}"], tangent[f"w{i}"], tangent[f"b{i}"]
-            dz = torch.bmm(inputs[i], dw) + db.unsqueeze(1)
+            dz = torch.bmm(inputs[i], tangent[f"w{i}"]).add_(tangent[f"b{i}"].unsqueeze(1))
             if dh is not None:
-                dz = dz + torch.bmm(dh, w)
+                dz = dz.baddbmm_(dh, params[f"w{i}"])
             if i < self.num_layers - 1:
-                h_next = inputs[i + 1]
-                dh = (1.0 - h_next * h_next) * dz
+                dh = dz * dtanh[i]
         return dz
+
+    def mean_vjp(
+        self, inputs: list[Tensor], dtanh: list[Tensor], params: Params, grad_mean: Tensor
+    ) -> dict[str, Tensor]:
+        """``J_mu^T grad_mean`` for the MLP parameters (``w{i}``, ``b{i}``, each ``[T, ...]``),
+        written-out backprop over cached activations; ``grad_mean`` is ``[T, M, act]``."""
+        out: dict[str, Tensor] = {}
+        delta = grad_mean
+        for i in range(self.num_layers - 1, -1, -1):
+            out[f"w{i}"] = torch.bmm(inputs[i].transpose(1, 2), delta)
+            out[f"b{i}"] = delta.sum(1)
+            if i > 0:
+                delta = torch.bmm(delta, params[f"w{i}"].transpose(1, 2)).mul_(dtanh[i - 1])
+        return out
 
     def log_prob(self, obs: Tensor, act: Tensor, params: Params | None = None) -> Tensor:
         """Log density ``[...]`` of ``act [..., act]`` at ``obs [..., obs]``."""

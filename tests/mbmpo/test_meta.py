@@ -145,3 +145,27 @@ def test_adapt_matches_the_objective_and_alpha_zero_is_identity() -> None:
     ad0 = adapt(pol, theta, zero, pre)
     for k in theta:
         torch.testing.assert_close(ad0[k], theta[k].expand_as(ad0[k]))
+
+
+def test_written_out_inner_gradient_and_hvp_match_autograd_double_backward() -> None:
+    from mbmpo.optim.inner import InnerLossCurvature
+    from mbmpo.optim.meta import inner_loss
+
+    pol, batch = _policy(), _batch(1)
+    gen = torch.Generator().manual_seed(0)
+    params = {
+        k: (
+            v.detach() + 0.1 * torch.randn(T, *v.shape, generator=gen, dtype=v.dtype)
+        ).requires_grad_(True)
+        for k, v in pol.named_params().items()
+    }
+    curv = InnerLossCurvature(pol, params, batch.obs, batch.act, batch.adv, batch.mask)
+    loss = inner_loss(pol, params, batch)
+    torch.testing.assert_close(curv.loss, loss.detach())
+    grads = torch.autograd.grad(loss.sum(), list(params.values()), create_graph=True)
+    u = {k: torch.randn(v.shape, generator=gen, dtype=v.dtype) for k, v in params.items()}
+    hv = torch.autograd.grad(grads, list(params.values()), grad_outputs=list(u.values()))
+    mine = curv.hvp(u)
+    for k, g, h in zip(params, grads, hv, strict=True):
+        torch.testing.assert_close(curv.grad[k], g.detach(), rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(mine[k], h, rtol=1e-10, atol=1e-12)
