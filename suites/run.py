@@ -338,6 +338,10 @@ def _main(argv: Sequence[str] | None) -> int:
     progress = TerminalProgress(manifest.name, todo, options)
     try:
         results = executor.run(todo, options, progress) if todo else {}
+    except ConnectionError as exc:  # e.g. no Ray cluster at --address
+        progress.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     finally:
         progress.close()
     for line in _summary(results, skipped, options):

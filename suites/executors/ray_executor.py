@@ -225,6 +225,7 @@ class RayExecutor:
 
         own = not ray.is_initialized()
         if own:
+            check_reachable(self.address)
             ray.init(address=self.address, log_to_driver=False, configure_logging=False)
         try:
             return self._run(ray, specs, options, progress)
@@ -340,6 +341,27 @@ class RayExecutor:
             if started:
                 progress.finished(task.spec, results[run_id])
         return results
+
+
+def check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
+    """Fail fast when ``address`` is ``HOST:PORT`` and nothing listens there (``ray.init`` would
+    retry for minutes). ``None``, ``auto`` and ``ray://`` addresses are left to Ray.
+
+    :raises ConnectionError: naming the address and how to start a head node.
+    """
+    if not address or address == "auto" or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConnectionError(f"--address {address!r}: expected HOST:PORT, 'auto' or ray://...")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return
+    except OSError as exc:
+        raise ConnectionError(
+            f"no Ray cluster at {address} ({exc}); start a head node there with "
+            f"`ray start --head --port {port}`, or pass --address auto on a cluster node"
+        ) from None
 
 
 def _launched_by(run_dir: Path, token: str) -> bool:

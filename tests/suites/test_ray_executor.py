@@ -216,3 +216,16 @@ def test_gpu_runs_ask_ray_for_gpus_and_train_on_cuda(tmp_path: Path) -> None:
     assert run_options_for(gpu, options).device == "cuda"
     assert _infeasible(gpu, [{"CPU": 8.0}]).startswith("run needs 1 CPU and 0.5 GPU")
     assert _infeasible(gpu, [{"CPU": 8.0}, {"CPU": 1.0, "GPU": 1.0}]) == ""
+
+
+def test_unreachable_cluster_fails_fast_with_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from suites.run import EXIT_USAGE, main
+
+    address = f"127.0.0.1:{_free_port()}"  # nothing listens there
+    results = tmp_path / "results"
+    code = main(["smoke", "--executor", "ray", "--address", address, "--results-dir", str(results)])
+    assert code == EXIT_USAGE
+    assert f"no Ray cluster at {address}" in capsys.readouterr().err
+    assert not results.exists()
