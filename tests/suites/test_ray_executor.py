@@ -31,7 +31,7 @@ from suites.manifest import load_manifest
 REPO = Path(__file__).resolve().parents[2]
 RAY = Path(sys.executable).with_name("ray")
 EVAL_EVERY = 200
-TOTAL = 1000
+TOTAL = 1400
 
 
 def _free_port() -> int:
