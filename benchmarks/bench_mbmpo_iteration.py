@@ -2,7 +2,8 @@
 
 Runs a few iterations of MB-MPO (paper defaults unless overridden) and prints, per iteration,
 real sampling, evaluation, model fitting and meta-step time (the meta steps split into imagined
-rollouts and policy optimisation). ``--prefill N`` first puts N uniform-random real transitions in
+rollouts and policy optimisation), and ``cpu_s``, the process CPU seconds of the iteration (all
+threads): on a machine shared with other jobs wall times inflate, CPU seconds much less. ``--prefill N`` first puts N uniform-random real transitions in
 the buffer, to measure the cost at a larger buffer (model fitting grows with it), e.g. 100000.
 ``--meta-steps`` below 30 gives a quicker estimate (the per-meta-step time is printed too).
 
@@ -50,7 +51,14 @@ class PrintingTracker(MemoryTracker):
         super().__init__()
         self.buffer_size = buffer_size
         self.meta_steps = meta_steps
-        print(" ".join(f"{name:>9}" for name, _, _ in COLUMNS), f"{'buffer':>8}", "meta_step_s")
+        print(
+            " ".join(f"{name:>9}" for name, _, _ in COLUMNS),
+            f"{'buffer':>8}",
+            "meta_step_s",
+            "cpu_s",
+            flush=True,
+        )
+        self._cpu = time.process_time()
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
         super().log(metrics, step)
@@ -58,12 +66,15 @@ class PrintingTracker(MemoryTracker):
             fmt.format(metrics[key]) if key in metrics else f"{'-':>9}" for _, key, fmt in COLUMNS
         ]
         per_step = metrics.get("time/meta_s", math.nan) / self.meta_steps
+        cpu = time.process_time()
         print(
             " ".join(f"{c:>9}" for c in cells),
             f"{self.buffer_size():>8}",
-            f"{per_step:.2f}",
+            f"{per_step:>11.2f}",
+            f"{cpu - self._cpu:>5.0f}",
             flush=True,
         )
+        self._cpu = cpu
 
 
 def main() -> None:
