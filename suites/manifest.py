@@ -54,6 +54,7 @@ import yaml
 from mbmpo.envs import list_envs
 from mbmpo.protocols import Budget
 from suites import registry
+from suites.yaml_io import load_yaml
 
 MANIFESTS_DIR = Path(__file__).resolve().parent / "manifests"
 """Where named manifests live."""
@@ -409,7 +410,7 @@ def load_manifest(name_or_path: str | Path) -> Manifest:
     """
     path = resolve_manifest_path(name_or_path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text())
     except yaml.YAMLError as exc:
         raise ManifestError(f"invalid manifest {path}: not valid YAML: {exc}") from None
     return parse_manifest(data, path)

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from suites.yaml_io import load_yaml
+
 HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
 """Where the per-method default configs live."""
 
@@ -85,7 +87,7 @@ def default_config(name: str, hyperparams_dir: Path | None = None) -> dict[str, 
     if not path.is_file():
         return {}
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text())
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: not valid YAML: {exc}") from None
     if data is None:

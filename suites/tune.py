@@ -54,6 +54,7 @@ from suites import registry
 from suites.manifest import ManifestError, RunSpec, check_method_configs
 from suites.runner import DONE, FAILED, RunOptions, execute
 from suites.tracking import DEFAULT_PROJECT, MODES, resolve_mode
+from suites.yaml_io import load_yaml
 
 SEARCH_SPACES_DIR = Path(__file__).resolve().parent / "search_spaces"
 """Where the per-method search spaces live."""
@@ -197,7 +198,7 @@ def load_search_space(method: str, path: Path | None = None) -> dict[str, Param]
             f"pass --search-space FILE; available: {', '.join(have) or '(none)'}"
         )
     try:
-        data = yaml.safe_load(file.read_text())
+        data = load_yaml(file.read_text())
     except yaml.YAMLError as exc:
         raise SearchSpaceError(f"invalid search space {file}: not valid YAML: {exc}") from None
     return parse_search_space(data, file)
@@ -435,7 +436,7 @@ def _assignment(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise argparse.ArgumentTypeError(f"must look like KEY=VALUE, got {text!r}")
-    return key.strip(), yaml.safe_load(value)
+    return key.strip(), load_yaml(value)
 
 
 def _positive_int(text: str) -> int:
