@@ -19,7 +19,7 @@ import os
 import platform
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -47,7 +47,7 @@ COLUMNS = (
 class PrintingTracker(MemoryTracker):
     """Keeps rows and prints each as a table line."""
 
-    def __init__(self, buffer_size: callable, meta_steps: int) -> None:  # type: ignore[valid-type]
+    def __init__(self, buffer_size: Callable[[], int], meta_steps: int) -> None:
         super().__init__()
         self.buffer_size = buffer_size
         self.meta_steps = meta_steps

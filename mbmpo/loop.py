@@ -115,10 +115,15 @@ class Agent(Protocol):
     on the ensemble for both, ``improve`` does nothing.
     """
 
-    improve_phase: str
-    """Name of the improvement phase, for ``time/<phase>_s`` and error messages (e.g. "meta")."""
-    collect_return_key: str
-    """Key under which the returns of the agent's collection episodes are logged."""
+    @property
+    def improve_phase(self) -> str:
+        """Name of the improvement phase, for ``time/<phase>_s`` and error messages ("meta")."""
+        ...
+
+    @property
+    def collect_return_key(self) -> str:
+        """Key under which the returns of the agent's collection episodes are logged."""
+        ...
 
     def collect_act_fn(self, ctx: LoopContext, num_envs: int) -> ActFn:
         """The act function for the real collection episodes (iterations >= 1)."""
