@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import os
 from collections.abc import Mapping
@@ -83,6 +84,11 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--eval-episodes", type=int, default=5)
     ap.add_argument(
+        "--config",
+        default="{}",
+        help='JSON overrides of MBMPOConfig (smoke runs), e.g. {"meta_steps": 2}',
+    )
+    ap.add_argument(
         "--run-dir", default=None, help="default results/sample_efficiency/<env>_s<seed>"
     )
     ap.add_argument("--csv", default=None, help="default <run-dir>/returns.csv")
@@ -97,7 +103,9 @@ def main() -> None:
     if state is not None:
         print(f"resuming {run_dir} at {state['env_steps']} env steps", flush=True)
     os.chdir(run_dir)  # MUJOCO_LOG.TXT lands here
-    method = MBMPO(get_env(args.env), args.seed, {}, CsvTracker(csv_path), run_dir, args.device)
+    overrides = json.loads(args.config)
+    tracker = CsvTracker(csv_path)
+    method = MBMPO(get_env(args.env), args.seed, overrides, tracker, run_dir, args.device)
     summary = method.train(
         Budget(total_env_steps=args.steps, eval_every=1, eval_episodes=args.eval_episodes)
     )
