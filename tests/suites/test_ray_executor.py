@@ -116,6 +116,40 @@ def _finish(suite: subprocess.Popen[str], deadline: float) -> str:
     return out
 
 
+def test_tiny_suite_completes_on_a_local_ray_cluster(
+    ray_cluster: str, tmp_path: Path, write_manifest
+) -> None:
+    """The issue's CI check: a tiny real suite runs to completion as Ray tasks on a real cluster."""
+    manifest = write_manifest(
+        {
+            "name": "raytiny",
+            "methods": ["ppo"],
+            "envs": ["pendulum"],
+            "seeds": 2,
+            "budget": {"total_env_steps": 400, "eval_every": 200, "eval_episodes": 2},
+            "method_overrides": {
+                "ppo": {"config": {"n_steps": 100, "batch_size": 50, "normalize_obs": False}}
+            },
+        }
+    )
+    results = tmp_path / "results"
+    cmd = [sys.executable, "-m", "suites.run", str(manifest), "--executor", "ray"]
+    cmd += ["--address", ray_cluster, "--results-dir", str(results), "--no-figure"]
+    suite = _start(cmd, tmp_path)
+    out = _finish(suite, time.time() + 240)
+    assert suite.returncode == 0, out
+    assert "2 done" in out, out
+    runs = {info.run_id: (info, history) for info, history in collect(results, cache_dir=None)}
+    assert set(runs) == {"pendulum__ppo__s0", "pendulum__ppo__s1"}
+    for run_id, (info, history) in runs.items():
+        assert (results / "raytiny" / run_id / "DONE").is_file()
+        assert "=== ray task on node" in (results / "raytiny" / run_id / "run.log").read_text()
+        steps = [int(row["env_steps"]) for row in history if "eval/return_mean" in row]
+        assert steps == [0, 200, 400], (run_id, steps)
+        assert info.finished
+
+
+@pytest.mark.slow
 def test_suite_on_a_local_ray_cluster_stops_resumes_and_retries_a_lost_worker(
     ray_cluster: str, tmp_path: Path, write_manifest
 ) -> None:
