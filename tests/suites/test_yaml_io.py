@@ -11,4 +11,12 @@ def test_scientific_literals_are_floats() -> None:
 
 def test_other_scalars_unchanged() -> None:
     data = load_yaml("i: 5\nj: 1_000\nk: x1e3\nl: true\nm: null\nn: '1e-3'\no: [1, 2.5]")
-    assert data == {"i": 5, "j": 1000, "k": "x1e3", "l": True, "m": None, "n": "1e-3", "o": [1, 2.5]}
+    assert data == {
+        "i": 5,
+        "j": 1000,
+        "k": "x1e3",
+        "l": True,
+        "m": None,
+        "n": "1e-3",
+        "o": [1, 2.5],
+    }
