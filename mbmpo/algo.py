@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import Tensor
@@ -286,6 +286,9 @@ class MBMPO:
     ``config`` is a mapping of :class:`~mbmpo.config.MBMPOConfig` fields (unknown keys raise).
     A ``run_dir`` holding a checkpoint is resumed.
     """
+
+    config_class: ClassVar[type[MBMPOConfig]] = MBMPOConfig
+    """Lets ``suites`` validate a manifest's MB-MPO config before any run starts."""
 
     def __init__(
         self,

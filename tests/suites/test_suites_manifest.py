@@ -233,6 +233,24 @@ def test_method_config_checked_before_running(write_manifest) -> None:
     assert str(path) in message and "n_stepz" in message and "n_steps" in message
 
 
+@pytest.mark.parametrize(
+    ("method", "bad", "expected"),
+    [
+        ("mbmpo", {"inner_lrr": 0.1}, "inner_lr"),
+        ("mbmpo", {"meta_batch_size": 7}, "multiple"),
+        ("me-trpo", {"trpo_stepz": 1}, "trpo_steps"),
+        ("mb-mpc", {"candidatez": 1}, "candidates"),
+    ],
+)
+def test_model_based_configs_checked_before_running(
+    write_manifest, method: str, bad: dict, expected: str
+) -> None:
+    path = write_manifest(base(methods=[method], method_overrides={method: {"config": bad}}))
+    with pytest.raises(ManifestError) as info:
+        check_method_configs(load_manifest(path).expand())
+    assert str(path) in str(info.value) and expected in str(info.value)
+
+
 def test_unimportable_method_reported_before_running(write_manifest, monkeypatch) -> None:
     monkeypatch.setitem(registry._METHODS, "ghost", "no_such_module_xyz:Ghost")
     path = write_manifest(base(methods=["ghost"], seeds=[0]))
