@@ -6,6 +6,7 @@ The number of iterations is implied by the budget (real env steps): iteration 0 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,79 @@ COLLECT_WITH = ("adapted", "pre_update")
 
 
 @dataclass(frozen=True)
-class MBMPOConfig:
+class EnsembleConfig:
+    """The dynamics ensemble, its fit and the real-data buffer: the settings MB-MPO, ME-TRPO and
+    MB-MPC share (each method's config subclasses this one)."""
+
+    ensemble_size: int = 5
+    """Dynamics models K."""
+    model_hidden_sizes: tuple[int, ...] = (512, 512)
+    """Dynamics MLP hidden layers (ReLU)."""
+    model_weight_norm: bool = True
+    """Weight normalisation in the dynamics models."""
+    model_output_clip: float = 1000.0
+    """Predicted next states are clipped to +-this."""
+    model_learning_rate: float = 1e-3
+    """Adam step size of the model fit."""
+    model_batch_size: int = 500
+    """Rows per member per Adam step."""
+    model_max_epochs: int = 500
+    """Epoch cap per fit."""
+    model_validation_fraction: float = 0.2
+    """Per-member validation split."""
+    model_persistency: float = 0.99
+    """Early-stopping rolling-average persistency."""
+    buffer_capacity: int = 300_000
+    """FIFO capacity of the real-transition buffer (the ensemble is refit on all of it)."""
+    num_threads: int | None = None
+    """torch intra-op threads for this run (None: leave torch's setting)."""
+
+    def check_ensemble_settings(self) -> None:
+        """Raise ``ValueError`` naming the field for an invalid ensemble/buffer setting."""
+
+        def fail(name: str, msg: str) -> None:
+            raise ValueError(f"{type(self).__name__}.{name} {msg}, got {getattr(self, name)!r}")
+
+        for name in ("ensemble_size", "model_batch_size", "model_max_epochs", "buffer_capacity"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                fail(name, "must be a positive int")
+        if not self.model_hidden_sizes or any(h < 1 for h in self.model_hidden_sizes):
+            fail("model_hidden_sizes", "must be a non-empty list of positive ints")
+        if self.num_threads is not None and self.num_threads < 1:
+            fail("num_threads", "must be null or >= 1")
+        if not (math.isfinite(self.model_output_clip) and self.model_output_clip > 0):
+            fail("model_output_clip", "must be a finite number > 0")
+        self.trainer_config()  # checks learning rate, split and persistency
+
+    def trainer_config(self) -> ModelTrainerConfig:
+        """The ensemble fit's settings."""
+        return ModelTrainerConfig(
+            learning_rate=self.model_learning_rate,
+            batch_size=self.model_batch_size,
+            max_epochs=self.model_max_epochs,
+            validation_fraction=self.model_validation_fraction,
+            persistency=self.model_persistency,
+        )
+
+    def ensemble_loop_config(
+        self, initial_random_steps: int, episodes_per_iteration: int, min_steps_per_iteration: int
+    ) -> LoopConfig:
+        """The shared loop's settings, given how the method collects real data."""
+        return LoopConfig(
+            initial_random_steps=initial_random_steps,
+            episodes_per_iteration=episodes_per_iteration,
+            min_steps_per_iteration=min_steps_per_iteration,
+            ensemble_size=self.ensemble_size,
+            model_hidden_sizes=self.model_hidden_sizes,
+            model_weight_norm=self.model_weight_norm,
+            model_output_clip=self.model_output_clip,
+            trainer=self.trainer_config(),
+            buffer_capacity=self.buffer_capacity,
+        )
+
+
+@dataclass(frozen=True)
+class MBMPOConfig(EnsembleConfig):
     """All MB-MPO settings (defaults = the paper's, identical for all six environments)."""
 
     # --- meta-learning -----------------------------------------------------------------------------
@@ -73,33 +146,13 @@ class MBMPOConfig:
     """Policy MLP hidden layers (tanh)."""
     policy_init_std: float = 1.0
     """Initial action std."""
-    # --- dynamics model and data -------------------------------------------------------------------
-    ensemble_size: int = 5
-    """Dynamics models K."""
-    model_hidden_sizes: tuple[int, ...] = (512, 512)
-    """Dynamics MLP hidden layers (ReLU)."""
-    model_weight_norm: bool = True
-    """Weight normalisation in the dynamics models."""
-    model_output_clip: float = 1000.0
-    """Predicted next states are clipped to +-this."""
-    model_learning_rate: float = 1e-3
-    """Adam step size of the model fit."""
-    model_batch_size: int = 500
-    """Rows per member per Adam step."""
-    model_max_epochs: int = 500
-    """Epoch cap per fit."""
-    model_validation_fraction: float = 0.2
-    """Per-member validation split."""
-    model_persistency: float = 0.99
-    """Early-stopping rolling-average persistency."""
+    # --- data (the dynamics ensemble and its fit: EnsembleConfig) ------------------------------
     initial_random_steps: int = 5000
     """Uniform random real steps at iteration 0."""
-    buffer_capacity: int = 300_000
-    """FIFO capacity of the real-transition buffer."""
-    num_threads: int | None = None
-    """torch intra-op threads for this run (None: leave torch's setting)."""
 
     def __post_init__(self) -> None:
+        self.check_ensemble_settings()
+
         def fail(name: str, msg: str) -> None:
             raise ValueError(f"MBMPOConfig.{name} {msg}, got {getattr(self, name)!r}")
 
@@ -109,11 +162,7 @@ class MBMPOConfig:
             "imagined_trajectories",
             "cg_iters",
             "max_backtracks",
-            "ensemble_size",
-            "model_batch_size",
-            "model_max_epochs",
             "initial_random_steps",
-            "buffer_capacity",
         ):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 fail(name, "must be a positive int")
@@ -149,10 +198,6 @@ class MBMPOConfig:
             fail("policy_init_std", "must be > 0")
         if not self.policy_hidden_sizes or any(h < 1 for h in self.policy_hidden_sizes):
             fail("policy_hidden_sizes", "must be non-empty positive ints")
-        if not self.model_hidden_sizes or any(h < 1 for h in self.model_hidden_sizes):
-            fail("model_hidden_sizes", "must be non-empty positive ints")
-        if self.num_threads is not None and self.num_threads < 1:
-            fail("num_threads", "must be None or >= 1")
         # the nested configs check the rest (KL bound, learning rate, ...)
         self.trpo_config()
         self.loop_config()
@@ -172,28 +217,12 @@ class MBMPOConfig:
             max_backtracks=self.max_backtracks,
         )
 
-    def trainer_config(self) -> ModelTrainerConfig:
-        """The ensemble fit's settings."""
-        return ModelTrainerConfig(
-            learning_rate=self.model_learning_rate,
-            batch_size=self.model_batch_size,
-            max_epochs=self.model_max_epochs,
-            validation_fraction=self.model_validation_fraction,
-            persistency=self.model_persistency,
-        )
-
     def loop_config(self) -> LoopConfig:
         """The shared loop's settings: one real episode per task per iteration."""
-        return LoopConfig(
+        return self.ensemble_loop_config(
             initial_random_steps=self.initial_random_steps,
             episodes_per_iteration=self.meta_batch_size,
             min_steps_per_iteration=0,
-            ensemble_size=self.ensemble_size,
-            model_hidden_sizes=self.model_hidden_sizes,
-            model_weight_norm=self.model_weight_norm,
-            model_output_clip=self.model_output_clip,
-            trainer=self.trainer_config(),
-            buffer_capacity=self.buffer_capacity,
         )
 
     @classmethod
