@@ -47,7 +47,7 @@ def check_field_types(obj: Any, where: str) -> None:
         value = getattr(obj, f.name)
         ok, converted = _conform(hints[f.name], value)
         if not ok:
-            hint = "; YAML needs a dot in floats, e.g. 1.0e-3" if isinstance(value, str) else ""
+            hint = "; a number in quotes is a string in YAML" if isinstance(value, str) else ""
             raise ValueError(
                 f"{where}: field {f.name!r} must be {_type_name(hints[f.name])}, "
                 f"got {value!r} ({type(value).__name__}){hint}"

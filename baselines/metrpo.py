@@ -32,9 +32,10 @@ from torch import Tensor
 from baselines.mb_common import ModelBasedConfig, ModelBasedMethod
 from mbmpo import checkpoint as ckpt
 from mbmpo.algo import advantages, mean_return, task_batch
+from mbmpo.config import PolicyGradientConfig
 from mbmpo.envs import EnvSpec
 from mbmpo.loop import ActFn, Agent, LoopContext, derive_seed
-from mbmpo.optim import MetaObjective, TRPOConfig, trpo_step
+from mbmpo.optim import MetaObjective, trpo_step
 from mbmpo.policies import GaussianMLPPolicy
 from mbmpo.rollouts import PROPAGATIONS, StartStateSampler, imagine
 
@@ -43,7 +44,7 @@ METRPO_PROPAGATIONS = tuple(p for p in PROPAGATIONS if p != "task")
 
 
 @dataclass(frozen=True)
-class METRPOConfig(ModelBasedConfig):
+class METRPOConfig(ModelBasedConfig, PolicyGradientConfig):
     """ME-TRPO settings (defaults: the MB-MPO authors' Figure-2 setting, reference.md section 4)."""
 
     buffer_capacity: int = 1_000_000
@@ -58,30 +59,6 @@ class METRPOConfig(ModelBasedConfig):
     propagation: str = "random"
     """Which member predicts each imagined step: "random" (a random member per step, ME-TRPO),
     "fixed" (one per trajectory) or "mean"."""
-    discount: float = 0.99
-    """Discount gamma."""
-    gae_lambda: float = 1.0
-    """GAE lambda (1.0: discounted return minus the linear baseline)."""
-    baseline_reg: float = 1e-5
-    """Ridge coefficient of the linear feature baseline."""
-    normalize_advantages: bool = True
-    """Standardise the advantages of each batch."""
-    max_kl: float = 0.01
-    """TRPO: mean KL bound."""
-    cg_iters: int = 10
-    """TRPO: conjugate-gradient iterations."""
-    cg_damping: float = 1e-5
-    """TRPO: Fisher damping."""
-    backtrack_ratio: float = 0.8
-    """TRPO: line-search shrink factor."""
-    max_backtracks: int = 15
-    """TRPO: line-search candidates."""
-    policy_hidden_sizes: tuple[int, ...] = (32, 32)
-    """Policy MLP hidden layers (tanh)."""
-    policy_init_std: float = 1.0
-    """Initial action std."""
-    eval_deterministic: bool = False
-    """Evaluate the policy mean instead of sampling (the authors' sampler samples: False)."""
     policy_validation: bool = False
     """Use the original ME-TRPO's policy-validation stopping rule (module docstring)."""
     validation_every: int = 5
@@ -95,11 +72,10 @@ class METRPOConfig(ModelBasedConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.check_policy_gradient_settings()
         for name in (
             "trpo_steps",
             "imagined_trajectories",
-            "cg_iters",
-            "max_backtracks",
             "validation_every",
             "validation_patience",
             "validation_trajectories",
@@ -112,28 +88,8 @@ class METRPOConfig(ModelBasedConfig):
             self._fail("propagation", f"must be one of {METRPO_PROPAGATIONS}")
         if self.propagation != "mean" and self.imagined_trajectories < self.ensemble_size:
             self._fail("imagined_trajectories", f"must be >= ensemble_size ({self.ensemble_size})")
-        for name in ("discount", "gae_lambda"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                self._fail(name, "must be in [0, 1]")
         if not 0.0 < self.validation_threshold <= 1.0:
             self._fail("validation_threshold", "must be in (0, 1]")
-        if self.baseline_reg < 0:
-            self._fail("baseline_reg", "must be >= 0")
-        if self.policy_init_std <= 0:
-            self._fail("policy_init_std", "must be > 0")
-        if not self.policy_hidden_sizes or any(h < 1 for h in self.policy_hidden_sizes):
-            self._fail("policy_hidden_sizes", "must be a non-empty list of positive ints")
-        self.trpo_config()  # checks the KL bound and the line search
-
-    def trpo_config(self) -> TRPOConfig:
-        """The TRPO step's settings."""
-        return TRPOConfig(
-            max_kl=self.max_kl,
-            cg_iters=self.cg_iters,
-            damping=self.cg_damping,
-            backtrack_ratio=self.backtrack_ratio,
-            max_backtracks=self.max_backtracks,
-        )
 
 
 class PolicyValidation:

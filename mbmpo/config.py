@@ -94,7 +94,68 @@ class EnsembleConfig:
 
 
 @dataclass(frozen=True)
-class MBMPOConfig(EnsembleConfig):
+class PolicyGradientConfig:
+    """The Gaussian policy, advantage estimation and TRPO step settings that MB-MPO (its outer
+    step) and ME-TRPO share."""
+
+    discount: float = 0.99
+    """Discount gamma."""
+    gae_lambda: float = 1.0
+    """GAE lambda (1.0: discounted return minus the baseline)."""
+    baseline_reg: float = 1e-5
+    """Ridge coefficient of the linear feature baseline."""
+    normalize_advantages: bool = True
+    """Standardise advantages (per task for MB-MPO, per batch for ME-TRPO)."""
+    max_kl: float = 0.01
+    """TRPO step: mean KL bound."""
+    cg_iters: int = 10
+    """TRPO step: conjugate-gradient iterations."""
+    cg_damping: float = 1e-5
+    """TRPO step: Fisher damping."""
+    backtrack_ratio: float = 0.8
+    """TRPO step: line-search shrink factor."""
+    max_backtracks: int = 15
+    """TRPO step: line-search candidates."""
+    policy_hidden_sizes: tuple[int, ...] = (32, 32)
+    """Policy MLP hidden layers (tanh)."""
+    policy_init_std: float = 1.0
+    """Initial action std."""
+    eval_deterministic: bool = False
+    """Evaluate the policy mean instead of sampling (the authors' sampler samples: False)."""
+
+    def check_policy_gradient_settings(self) -> None:
+        """Raise ``ValueError`` naming the field for an invalid policy-gradient setting."""
+
+        def fail(name: str, msg: str) -> None:
+            raise ValueError(f"{type(self).__name__}.{name} {msg}, got {getattr(self, name)!r}")
+
+        for name in ("discount", "gae_lambda"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                fail(name, "must be in [0, 1]")
+        for name in ("cg_iters", "max_backtracks"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                fail(name, "must be a positive int")
+        if self.baseline_reg < 0:
+            fail("baseline_reg", "must be >= 0")
+        if self.policy_init_std <= 0:
+            fail("policy_init_std", "must be > 0")
+        if not self.policy_hidden_sizes or any(h < 1 for h in self.policy_hidden_sizes):
+            fail("policy_hidden_sizes", "must be a non-empty list of positive ints")
+        self.trpo_config()  # checks the KL bound and the line search
+
+    def trpo_config(self) -> TRPOConfig:
+        """The TRPO step's settings."""
+        return TRPOConfig(
+            max_kl=self.max_kl,
+            cg_iters=self.cg_iters,
+            damping=self.cg_damping,
+            backtrack_ratio=self.backtrack_ratio,
+            max_backtracks=self.max_backtracks,
+        )
+
+
+@dataclass(frozen=True)
+class MBMPOConfig(PolicyGradientConfig, EnsembleConfig):
     """All MB-MPO settings (defaults = the paper's, identical for all six environments)."""
 
     # --- meta-learning -----------------------------------------------------------------------------
@@ -120,38 +181,13 @@ class MBMPOConfig(EnsembleConfig):
     """Which model imagines which task: "task" (the paper), or "fixed"/"random"/"mean" (ablations)."""
     collect_with: str = "adapted"
     """Real episodes run the adapted policies theta'_i ("adapted", the paper) or theta ("pre_update")."""
-    eval_deterministic: bool = False
-    """Evaluate the policy mean instead of sampling (the authors' sampler samples: False)."""
-    # --- policy gradient -------------------------------------------------------------------------
-    discount: float = 0.99
-    """Discount gamma."""
-    gae_lambda: float = 1.0
-    """GAE lambda (1.0: discounted return minus the baseline)."""
-    baseline_reg: float = 1e-5
-    """Ridge coefficient of the linear feature baseline."""
-    normalize_advantages: bool = True
-    """Standardise advantages per task."""
-    max_kl: float = 0.01
-    """Outer TRPO step: mean KL bound."""
-    cg_iters: int = 10
-    """Outer TRPO step: conjugate-gradient iterations."""
-    cg_damping: float = 1e-5
-    """Outer TRPO step: Fisher damping."""
-    backtrack_ratio: float = 0.8
-    """Outer TRPO step: line-search shrink factor."""
-    max_backtracks: int = 15
-    """Outer TRPO step: line-search candidates."""
-    # --- policy -----------------------------------------------------------------------------------
-    policy_hidden_sizes: tuple[int, ...] = (32, 32)
-    """Policy MLP hidden layers (tanh)."""
-    policy_init_std: float = 1.0
-    """Initial action std."""
     # --- data (the dynamics ensemble and its fit: EnsembleConfig) ------------------------------
     initial_random_steps: int = 5000
     """Uniform random real steps at iteration 0."""
 
     def __post_init__(self) -> None:
         self.check_ensemble_settings()
+        self.check_policy_gradient_settings()
 
         def fail(name: str, msg: str) -> None:
             raise ValueError(f"MBMPOConfig.{name} {msg}, got {getattr(self, name)!r}")
@@ -160,8 +196,6 @@ class MBMPOConfig(EnsembleConfig):
             "meta_batch_size",
             "meta_steps",
             "imagined_trajectories",
-            "cg_iters",
-            "max_backtracks",
             "initial_random_steps",
         ):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
@@ -184,38 +218,17 @@ class MBMPOConfig(EnsembleConfig):
             fail("inner_lr", "must be >= 0")
         if self.learnable_inner_lr and self.inner_lr == 0:
             fail("inner_lr", "must be > 0 when learnable_inner_lr is set")
-        if not 0.0 <= self.discount <= 1.0:
-            fail("discount", "must be in [0, 1]")
-        if not 0.0 <= self.gae_lambda <= 1.0:
-            fail("gae_lambda", "must be in [0, 1]")
         if not 0.0 <= self.start_reset_prob <= 1.0:
             fail("start_reset_prob", "must be in [0, 1]")
         if self.start_recent < 1:
             fail("start_recent", "must be >= 1")
-        if self.baseline_reg < 0:
-            fail("baseline_reg", "must be >= 0")
-        if self.policy_init_std <= 0:
-            fail("policy_init_std", "must be > 0")
-        if not self.policy_hidden_sizes or any(h < 1 for h in self.policy_hidden_sizes):
-            fail("policy_hidden_sizes", "must be non-empty positive ints")
         # the nested configs check the rest (KL bound, learning rate, ...)
-        self.trpo_config()
         self.loop_config()
 
     @property
     def adapts(self) -> bool:
         """Whether the inner step changes anything (alpha > 0 or learnable)."""
         return self.inner_lr > 0 or self.learnable_inner_lr
-
-    def trpo_config(self) -> TRPOConfig:
-        """The outer step's settings."""
-        return TRPOConfig(
-            max_kl=self.max_kl,
-            cg_iters=self.cg_iters,
-            damping=self.cg_damping,
-            backtrack_ratio=self.backtrack_ratio,
-            max_backtracks=self.max_backtracks,
-        )
 
     def loop_config(self) -> LoopConfig:
         """The shared loop's settings: one real episode per task per iteration."""

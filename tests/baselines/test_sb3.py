@@ -122,7 +122,7 @@ def test_unknown_config_key_raises_naming_it(name: str, tmp_path: Path) -> None:
 
 
 def test_bad_config_values_raise_clear_errors() -> None:
-    with pytest.raises(ValueError, match=r"learning_rate.*YAML needs a dot"):
+    with pytest.raises(ValueError, match=r"learning_rate.*number in quotes is a string"):
         dataclass_from_mapping(PPOConfig, {"learning_rate": "3e-4"})
     with pytest.raises(ValueError, match=r"batch_size \(1000\) must be <= n_steps"):
         dataclass_from_mapping(PPOConfig, {"n_steps": 256})
