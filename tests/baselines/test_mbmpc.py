@@ -6,7 +6,6 @@ random policy on the point env."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +32,6 @@ TINY: dict[str, Any] = {
     "plan_horizon": 3,
 }
 BUDGET = Budget(total_env_steps=400, eval_every=100, eval_episodes=2)
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny tensors on a loaded 2-core machine: one thread is ~15x faster than two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def simulator_score(start: np.ndarray, seq: np.ndarray, discount: float) -> float:

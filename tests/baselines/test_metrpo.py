@@ -4,7 +4,6 @@ defaults and errors, and that it improves the return on the point env."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +31,6 @@ TINY: dict[str, Any] = {
     "imagined_horizon": 10,
 }
 BUDGET = Budget(total_env_steps=400, eval_every=100, eval_episodes=2)
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny tensors on a loaded 2-core machine: one thread is much faster than two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # ----- the validation rule on constructed returns ---------------------------------------------------

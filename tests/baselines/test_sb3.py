@@ -84,15 +84,6 @@ def without_wall(rows: list[tuple[int, dict[str, float]]]) -> list[tuple[int, di
     return [(s, {k: v for k, v in m.items() if k != WALL_S}) for s, m in rows]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Any:
-    """Keep the shared 2-core machine usable (and results independent of thread count)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def reference_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, MemoryTracker]:
     """One uninterrupted run per method (seed 0), shared by the tests below."""
