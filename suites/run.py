@@ -11,6 +11,7 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
+from suites.cli_types import positive_float, positive_int
 from suites.executors import EXECUTORS, make_executor
 from suites.manifest import (
     ManifestError,
@@ -32,26 +33,6 @@ _ACTIONS = {
     "resume": "resume (checkpoint present)",
     "skip": "skip (finished)",
 }
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text!r}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--scale",
-        type=_positive_float,
+        type=positive_float,
         default=1.0,
         metavar="F",
         help="multiply the budgets (total env steps, eval_every) by F for a quick look; such runs "
@@ -100,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--jobs",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="runs in parallel (default: CPUs // cpus per run)",
@@ -128,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--wandb-init-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=60.0,
         metavar="S",
         help="seconds an online W&B init may take before the run falls back to offline (default 60)",

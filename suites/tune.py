@@ -51,6 +51,7 @@ import yaml
 
 from mbmpo.protocols import EVAL_RETURN_MEAN, Budget, Tracker
 from suites import registry
+from suites.cli_types import positive_int
 from suites.manifest import ManifestError, RunSpec, check_method_configs
 from suites.runner import DONE, FAILED, RunOptions, execute
 from suites.tracking import DEFAULT_PROJECT, MODES, resolve_mode
@@ -439,16 +440,6 @@ def _assignment(text: str) -> tuple[str, Any]:
     return key.strip(), load_yaml(value)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text!r}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     from mbmpo.envs import list_envs
@@ -463,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--method", required=True, choices=registry.list_methods())
     parser.add_argument("--env", required=True, choices=list_envs())
-    parser.add_argument("--trials", type=_positive_int, default=20, help="finished trials (20)")
+    parser.add_argument("--trials", type=positive_int, default=20, help="finished trials (20)")
     parser.add_argument("--study-name", default=None, help="default: <method>-<env>")
     parser.add_argument(
         "--storage",
@@ -480,9 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="fix a config key for every trial (YAML value), e.g. --set n_envs=2",
     )
-    parser.add_argument("--steps", type=_positive_int, default=100_000, help="env steps per trial")
-    parser.add_argument("--eval-every", type=_positive_int, default=10_000, metavar="N")
-    parser.add_argument("--eval-episodes", type=_positive_int, default=5, metavar="N")
+    parser.add_argument("--steps", type=positive_int, default=100_000, help="env steps per trial")
+    parser.add_argument("--eval-every", type=positive_int, default=10_000, metavar="N")
+    parser.add_argument("--eval-episodes", type=positive_int, default=5, metavar="N")
     parser.add_argument("--seed", type=int, default=0, help="seed of every trial's run (0)")
     parser.add_argument("--sampler-seed", type=int, default=None, help="TPE sampler seed")
     parser.add_argument("--pruner", choices=PRUNERS, default="median")
@@ -501,7 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="median pruner: no pruning at evaluations before this many env steps (default: "
         "--eval-every, so the untrained policy's evaluation at step 0 never prunes)",
     )
-    parser.add_argument("--cpus", type=_positive_int, default=1, help="CPU threads per trial (1)")
+    parser.add_argument("--cpus", type=positive_int, default=1, help="CPU threads per trial (1)")
     parser.add_argument(
         "--results-dir", type=Path, default=Path("results/tune"), help="default results/tune"
     )
