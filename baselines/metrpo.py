@@ -31,7 +31,7 @@ from torch import Tensor
 
 from baselines.mb_common import ModelBasedConfig, ModelBasedMethod
 from mbmpo import checkpoint as ckpt
-from mbmpo.algo import advantages, mean_return, task_batch
+from mbmpo.algo import advantages, make_policy, mean_return, task_batch
 from mbmpo.config import PolicyGradientConfig
 from mbmpo.envs import EnvSpec
 from mbmpo.loop import ActFn, Agent, LoopContext, derive_seed
@@ -142,14 +142,7 @@ class METRPOAgent:
         self.env = env
         self.config = config
         self.device = device
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(seed, "policy"))
-            self.policy = GaussianMLPPolicy(
-                env.obs_dim,
-                env.act_dim,
-                hidden_sizes=config.policy_hidden_sizes,
-                init_std=config.policy_init_std,
-            ).to(device)
+        self.policy = make_policy(env, config, seed, device)
         self.no_step = {
             k: torch.zeros_like(v.detach()) for k, v in self.policy.named_params().items()
         }

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from mbmpo import checkpoint as ckpt
-from mbmpo.config import MBMPOConfig
+from mbmpo.config import MBMPOConfig, PolicyGradientConfig
 from mbmpo.envs import EnvSpec
 from mbmpo.loop import ActFn, LoopContext, ModelBasedLoop, derive_seed
 from mbmpo.optim import (
@@ -95,6 +95,21 @@ def mean_return(batch: ImaginedBatch) -> float:
     return float(batch.rew.sum(-1).mean())
 
 
+def make_policy(
+    env: EnvSpec, config: PolicyGradientConfig, seed: int, device: torch.device
+) -> GaussianMLPPolicy:
+    """The run's initial policy, drawn from its own seed stream (the global torch RNG is left as
+    it was, so building a policy never shifts any other random stream)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, "policy"))
+        return GaussianMLPPolicy(
+            env.obs_dim,
+            env.act_dim,
+            hidden_sizes=config.policy_hidden_sizes,
+            init_std=config.policy_init_std,
+        ).to(device)
+
+
 class MBMPOAgent:
     """The meta-policy and its improvement by meta steps on the ensemble (see the module doc)."""
 
@@ -104,14 +119,7 @@ class MBMPOAgent:
         self.env = env
         self.config = config
         self.device = device
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(seed, "policy"))
-            self.policy = GaussianMLPPolicy(
-                env.obs_dim,
-                env.act_dim,
-                hidden_sizes=config.policy_hidden_sizes,
-                init_std=config.policy_init_std,
-            ).to(device)
+        self.policy = make_policy(env, config, seed, device)
         self.step_sizes = {
             k: torch.full_like(v.detach(), config.inner_lr)
             for k, v in self.policy.named_params().items()
