@@ -1,7 +1,9 @@
 """MB-MPO at the paper's defaults for a number of real steps: the sample-efficiency curve.
 
 Appends one CSV row per iteration, as it goes: ``env_steps, eval_return_mean, eval_return_std,
-post_update_return, wall_s, iteration``. The run checkpoints into ``--run-dir`` every iteration;
+post_update_return, wall_s, iteration``, then the iteration's seconds per phase (``iteration_s,
+sampling_s, eval_s, model_fit_s, meta_s``) and its model fit (``model_epochs_mean``,
+``model_val_loss``), so one run gives both the curve and the time per iteration along it. The run checkpoints into ``--run-dir`` every iteration;
 launching the same command again resumes it (rows logged after the last checkpoint are dropped
 from the CSV first, so the file never holds an iteration twice).
 
@@ -34,6 +36,13 @@ FIELDS = (
     "post_update_return",
     "wall_s",
     "iteration",
+    "iteration_s",
+    "sampling_s",
+    "eval_s",
+    "model_fit_s",
+    "meta_s",
+    "model_epochs_mean",
+    "model_val_loss",
 )
 
 
@@ -54,6 +63,16 @@ class CsvTracker(MemoryTracker):
             "wall_s": round(metrics.get("time/wall_s", math.nan), 1),
             "iteration": int(metrics.get("iteration", -1)),
         }
+        for col, key in (
+            ("iteration_s", "time/iteration_s"),
+            ("sampling_s", "time/sampling_s"),
+            ("eval_s", "time/eval_s"),
+            ("model_fit_s", "time/model_fit_s"),
+            ("meta_s", "time/meta_s"),
+            ("model_epochs_mean", "model/epochs_mean"),
+        ):
+            row[col] = round(metrics.get(key, math.nan), 1)
+        row["model_val_loss"] = metrics.get("model/val_loss", math.nan)
         new = not self.path.exists()
         with open(self.path, "a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=FIELDS)

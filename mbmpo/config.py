@@ -40,6 +40,9 @@ class EnsembleConfig:
     """Rows per member per Adam step."""
     model_max_epochs: int = 500
     """Epoch cap per fit."""
+    model_max_steps: int | None = None
+    """Optional Adam-step budget per fit, rounded down to whole epochs (at least one); None (the
+    paper) leaves only ``model_max_epochs`` and early stopping. See ``ModelTrainerConfig.max_steps``."""
     model_validation_fraction: float = 0.2
     """Per-member validation split."""
     model_persistency: float = 0.99
@@ -58,6 +61,11 @@ class EnsembleConfig:
         for name in ("ensemble_size", "model_batch_size", "model_max_epochs", "buffer_capacity"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 fail(name, "must be a positive int")
+        steps = self.model_max_steps
+        if steps is not None and (
+            isinstance(steps, bool) or not isinstance(steps, int) or steps < 1
+        ):
+            fail("model_max_steps", "must be null or a positive int")
         if not self.model_hidden_sizes or any(h < 1 for h in self.model_hidden_sizes):
             fail("model_hidden_sizes", "must be a non-empty list of positive ints")
         if self.num_threads is not None and self.num_threads < 1:
@@ -72,6 +80,7 @@ class EnsembleConfig:
             learning_rate=self.model_learning_rate,
             batch_size=self.model_batch_size,
             max_epochs=self.model_max_epochs,
+            max_steps=self.model_max_steps,
             validation_fraction=self.model_validation_fraction,
             persistency=self.model_persistency,
         )

@@ -44,6 +44,11 @@ class ModelTrainerConfig:
     """Rows per member per Adam step (every member gets its own batch from its own train set)."""
     max_epochs: int = 500
     """Upper bound on epochs per fit (an epoch = one pass over the largest member train set)."""
+    max_steps: int | None = None
+    """Optional budget of Adam steps per fit, rounded down to whole epochs (at least one):
+    ``epochs <= max(1, max_steps // steps_per_epoch)``. ``None`` (the paper): only ``max_epochs``
+    and early stopping bound the fit. A step budget makes a fit's cost independent of the buffer
+    size (an epoch over 100k transitions is 160 steps), which the 500-epoch paper cap is not."""
     validation_fraction: float = 0.2
     """Expected fraction of new transitions put in each member's validation set."""
     persistency: float = 0.99
@@ -64,6 +69,14 @@ class ModelTrainerConfig:
             raise ValueError(f"ModelTrainerConfig.batch_size must be > 0, got {self.batch_size}")
         if self.max_epochs <= 0:
             raise ValueError(f"ModelTrainerConfig.max_epochs must be > 0, got {self.max_epochs}")
+        if self.max_steps is not None and (
+            isinstance(self.max_steps, bool)
+            or not isinstance(self.max_steps, int)
+            or self.max_steps <= 0
+        ):
+            raise ValueError(
+                f"ModelTrainerConfig.max_steps must be null or a positive int, got {self.max_steps!r}"
+            )
         if not 0.0 < self.validation_fraction < 1.0:
             raise ValueError(
                 f"ModelTrainerConfig.validation_fraction must be in (0, 1), got {self.validation_fraction}"
@@ -212,7 +225,8 @@ class EnsembleTrainer:
         val_loss_start = val_loss.clone()
         train_loss = torch.full((k,), math.nan, device=dev)
         n_max = max(len(r) for r in train_rows)
-        for _epoch in range(cfg.max_epochs):
+        epoch_cap = self.epoch_cap(n_max)
+        for _epoch in range(epoch_cap):
             order = self._epoch_order(train_rows, n_max)  # [K, n_max]
             loss_sum = torch.zeros(k, device=dev)
             batches = 0
@@ -249,11 +263,21 @@ class EnsembleTrainer:
             else math.nan,
             "model/train_loss": float(train_loss.mean()),
             "model/epochs_mean": float(epochs.float().mean()),
+            "model/epoch_cap": float(epoch_cap),
         }
         for j in range(k):
             metrics[f"model/val_loss_{j}"] = float(val_loss[j]) if bool(has_val[j]) else math.nan
             metrics[f"model/epochs_{j}"] = float(epochs[j])
         return metrics
+
+    def epoch_cap(self, n_train: int) -> int:
+        """Most epochs this fit may run when the largest member train set has ``n_train`` rows:
+        ``max_epochs``, lowered by the ``max_steps`` budget (whole epochs, at least one)."""
+        cfg = self.config
+        if cfg.max_steps is None:
+            return cfg.max_epochs
+        steps_per_epoch = max(1, math.ceil(n_train / cfg.batch_size))
+        return max(1, min(cfg.max_epochs, cfg.max_steps // steps_per_epoch))
 
     def _epoch_order(self, train_rows: list[Tensor], n_max: int) -> Tensor:
         """``[K, n_max]``: a fresh random order of each member's train rows, members with fewer rows

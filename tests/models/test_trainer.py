@@ -145,3 +145,40 @@ def test_config_validation() -> None:
         ModelTrainerConfig(validation_fraction=1.0)
     with pytest.raises(ValueError, match="persistency"):
         ModelTrainerConfig(persistency=1.5)
+    for bad in (0, -5, 2.5, True):
+        with pytest.raises(ValueError, match="max_steps"):
+            ModelTrainerConfig(max_steps=bad)
+
+
+@pytest.mark.parametrize(
+    ("n_rows", "max_steps", "expected_epochs"),
+    [
+        (1000, 10, 5),  # 2 steps per epoch -> 5 epochs
+        (1000, 11, 5),  # rounded down to whole epochs
+        (1000, 1, 1),  # at least one epoch
+        (200, 1000, 8),  # max_epochs still bounds a generous budget
+    ],
+)
+def test_step_budget_caps_whole_epochs(n_rows: int, max_steps: int, expected_epochs: int) -> None:
+    """``max_steps`` bounds the Adam steps of a fit in whole epochs; early stopping is off so the
+    count is the cap itself. The budget is per member: every member takes the same steps."""
+    ens, trainer = _setup(batch_size=500, max_epochs=8, max_steps=max_steps, early_stopping=False)
+    obs, act, nxt = _linear_data(n_rows, seed=4)
+    x = torch.cat((obs, act), -1)
+    y = nxt - obs
+    is_val = torch.zeros(n_rows, K, dtype=torch.bool)  # all rows train: ceil(n / 500) steps/epoch
+    m = trainer.fit_arrays(x, y, is_val)
+    steps_per_epoch = -(-n_rows // 500)
+    assert m["model/epoch_cap"] == expected_epochs
+    assert [m[f"model/epochs_{j}"] for j in range(K)] == [expected_epochs] * K
+    assert trainer.optimizer.steps.tolist() == [float(expected_epochs * steps_per_epoch)] * K
+
+
+def test_step_budget_is_off_by_default_and_reaches_the_config() -> None:
+    from mbmpo.config import MBMPOConfig
+
+    assert ModelTrainerConfig().max_steps is None
+    assert MBMPOConfig().trainer_config().max_steps is None
+    assert MBMPOConfig(model_max_steps=1000).trainer_config().max_steps == 1000
+    with pytest.raises(ValueError, match="MBMPOConfig.model_max_steps"):
+        MBMPOConfig.from_mapping({"model_max_steps": 0})
