@@ -86,6 +86,12 @@ def main() -> None:
     ap.add_argument(
         "--model-max-epochs", type=int, default=None, help="cap on epochs per fit (paper 500)"
     )
+    ap.add_argument(
+        "--model-max-steps",
+        type=int,
+        default=None,
+        help="Adam-step budget per fit, in whole epochs (model_max_steps; paper: none)",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
@@ -101,10 +107,13 @@ def main() -> None:
     config: dict[str, int] = {"meta_steps": args.meta_steps}
     if args.model_max_epochs is not None:
         config["model_max_epochs"] = args.model_max_epochs
+    if args.model_max_steps is not None:
+        config["model_max_steps"] = args.model_max_steps
     m_epochs = args.model_max_epochs or 500
     print(
         f"MB-MPO iteration benchmark: env={args.env} threads={args.threads} device={args.device} "
-        f"meta_steps={args.meta_steps} model_max_epochs={m_epochs} prefill={args.prefill} torch={torch.__version__} "
+        f"meta_steps={args.meta_steps} model_max_epochs={m_epochs} "
+        f"model_max_steps={args.model_max_steps} prefill={args.prefill} torch={torch.__version__} "
         f"cpu={platform.processor() or platform.machine()} cores={os.cpu_count()}",
         flush=True,
     )
@@ -132,6 +141,15 @@ def main() -> None:
         print(f"mean {key:<20} {sum(vals) / len(vals):8.1f} s")
     meta = sum(r["time/meta_s"] for r in full) / (len(full) * args.meta_steps)
     print(f"mean seconds per meta step {meta:.2f} -> {30 * meta:.1f} s for 30 meta steps")
+    last = full[-1]
+    epochs = last.get("model/epochs_mean", math.nan)
+    if epochs and math.isfinite(epochs):
+        per_epoch = last["time/model_fit_s"] / epochs
+        print(
+            f"last model fit: {per_epoch:.2f} s per epoch "
+            f"({epochs:.0f} epochs) -> 40 epochs {40 * per_epoch:.0f} s, "
+            f"500 epochs {500 * per_epoch:.0f} s"
+        )
     m.close()
 
 
