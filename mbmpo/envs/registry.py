@@ -15,6 +15,7 @@ from gymnasium.wrappers import RescaleAction, TimeLimit
 
 from mbmpo.envs import rewards as R
 from mbmpo.envs.initial_states import sample_initial_states
+from mbmpo.envs.mujoco_messages import install_warning_filter
 from mbmpo.envs.spec import EnvSpec
 
 POINT_GYM_ID = "mbmpo/Point-v0"
@@ -193,6 +194,7 @@ def get_env(name: str) -> EnvSpec:
 
 def make_env(spec: EnvSpec, seed: int | None = None, **overrides: Any) -> gym.Env:
     """Make ``spec``'s env with actions in [-1, 1] and a TimeLimit at ``spec.horizon``."""
+    install_warning_filter()
     kwargs = {**spec.kwargs, **overrides}
     env = gym.make(spec.gym_id, max_episode_steps=None, **kwargs)
     env = env.unwrapped  # drop gymnasium's own TimeLimit; ours is at spec.horizon

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -134,3 +135,23 @@ def test_sample_initial_states_rejects_bad_n() -> None:
 
 def test_envspec_is_exported() -> None:
     assert isinstance(get_env("point"), EnvSpec)
+
+
+def test_settotalmass_deprecation_is_quiet_other_mujoco_warnings_are_kept(
+    capfd: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Building HalfCheetah (whose XML uses the deprecated ``settotalmass``) prints nothing, while
+    any other MuJoCo warning still reaches stderr and MUJOCO_LOG.TXT."""
+    import mujoco
+
+    from mbmpo.envs.mujoco_messages import forward_warning
+
+    monkeypatch.chdir(tmp_path)
+    env = make_env(get_env("halfcheetah"), seed=0)
+    env.close()
+    captured = capfd.readouterr()
+    assert "settotalmass" not in captured.out + captured.err
+    assert mujoco.get_mju_user_warning() is forward_warning
+    forward_warning("Nan, Inf or huge value in QACC at DOF 0.")
+    assert "WARNING: Nan, Inf or huge value in QACC" in capfd.readouterr().err
+    assert "QACC" in (tmp_path / "MUJOCO_LOG.TXT").read_text()
