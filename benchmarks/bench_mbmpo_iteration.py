@@ -3,8 +3,9 @@
 Runs a few iterations of MB-MPO (paper defaults unless overridden) and prints, per iteration,
 real sampling, evaluation, model fitting and meta-step time (the meta steps split into imagined
 rollouts and policy optimisation), and ``cpu_s``, the process CPU seconds of the iteration (all
-threads): on a machine shared with other jobs wall times inflate, CPU seconds much less. ``--prefill N`` first puts N uniform-random real transitions in
-the buffer, to measure the cost at a larger buffer (model fitting grows with it), e.g. 100000.
+threads): on a machine shared with other jobs wall times inflate, CPU seconds much less.
+``--prefill N`` first puts N uniform-random real transitions in the buffer, to measure the cost at
+a larger buffer (model fitting grows with it), e.g. 100000.
 ``--meta-steps`` below 30 gives a quicker estimate (the per-meta-step time is printed too).
 
     .venv/bin/python benchmarks/bench_mbmpo_iteration.py --env halfcheetah --iterations 2

@@ -3,9 +3,10 @@
 Appends one CSV row per iteration, as it goes: ``env_steps, eval_return_mean, eval_return_std,
 post_update_return, wall_s, iteration``, then the iteration's seconds per phase (``iteration_s,
 sampling_s, eval_s, model_fit_s, meta_s``) and its model fit (``model_epochs_mean``,
-``model_val_loss``), so one run gives both the curve and the time per iteration along it. The run checkpoints into ``--run-dir`` every iteration;
-launching the same command again resumes it (rows logged after the last checkpoint are dropped
-from the CSV first, so the file never holds an iteration twice).
+``model_val_loss``), so one run gives both the curve and the time per iteration along it. The run
+checkpoints into ``--run-dir`` every iteration; launching the same command again resumes it (rows
+logged after the last checkpoint are dropped from the CSV first, so the file never holds an
+iteration twice).
 
     .venv/bin/python benchmarks/bench_sample_efficiency.py --env halfcheetah --steps 100000 --seed 0
 
@@ -29,6 +30,16 @@ from mbmpo.checkpoint import load_checkpoint
 from mbmpo.envs import get_env
 from mbmpo.protocols import Budget, MemoryTracker
 
+PHASE_COLUMNS = (
+    ("iteration_s", "time/iteration_s"),
+    ("sampling_s", "time/sampling_s"),
+    ("eval_s", "time/eval_s"),
+    ("model_fit_s", "time/model_fit_s"),
+    ("meta_s", "time/meta_s"),
+    ("model_epochs_mean", "model/epochs_mean"),
+)
+"""(CSV column, logged metric) pairs written rounded to 0.1."""
+
 FIELDS = (
     "env_steps",
     "eval_return_mean",
@@ -36,12 +47,7 @@ FIELDS = (
     "post_update_return",
     "wall_s",
     "iteration",
-    "iteration_s",
-    "sampling_s",
-    "eval_s",
-    "model_fit_s",
-    "meta_s",
-    "model_epochs_mean",
+    *(col for col, _ in PHASE_COLUMNS),
     "model_val_loss",
 )
 
@@ -63,14 +69,7 @@ class CsvTracker(MemoryTracker):
             "wall_s": round(metrics.get("time/wall_s", math.nan), 1),
             "iteration": int(metrics.get("iteration", -1)),
         }
-        for col, key in (
-            ("iteration_s", "time/iteration_s"),
-            ("sampling_s", "time/sampling_s"),
-            ("eval_s", "time/eval_s"),
-            ("model_fit_s", "time/model_fit_s"),
-            ("meta_s", "time/meta_s"),
-            ("model_epochs_mean", "model/epochs_mean"),
-        ):
+        for col, key in PHASE_COLUMNS:
             row[col] = round(metrics.get(key, math.nan), 1)
         row["model_val_loss"] = metrics.get("model/val_loss", math.nan)
         new = not self.path.exists()

@@ -16,7 +16,6 @@ import time
 import mujoco
 
 _DROPPED = ("compiler attribute 'settotalmass' is deprecated",)
-_installed = False
 
 
 def forward_warning(message: str) -> None:
@@ -32,10 +31,7 @@ def forward_warning(message: str) -> None:
 
 
 def install_warning_filter() -> None:
-    """Install :func:`forward_warning` as MuJoCo's warning handler (once; never over another)."""
-    global _installed
-    if _installed:
-        return
+    """Install :func:`forward_warning` as MuJoCo's warning handler, unless a handler (this one or
+    someone else's) is already set."""
     if mujoco.get_mju_user_warning() is None:
         mujoco.set_mju_user_warning(forward_warning)
-    _installed = True
