@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -45,10 +46,12 @@ def test_csv_rows_carry_phase_times_and_resume_appends(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     rows = _run(run_dir, 1400)  # 1000 random + one 400-step iteration (2 tasks x 200)
     assert [int(r["env_steps"]) for r in rows] == [1000, 1400]
-    first = rows[0]
-    assert float(first["model_fit_s"]) > 0 and float(first["meta_s"]) > 0
+    first = {k: float(v) for k, v in rows[0].items()}
+    # times are rounded to 0.1 s, so a tiny fit may read 0.0: check they were filled in (not NaN)
+    # and add up, within the rounding, to no more than the whole iteration
+    assert all(math.isfinite(first[col]) and first[col] >= 0 for col in ("model_fit_s", "meta_s"))
+    assert first["iteration_s"] >= first["model_fit_s"] + first["meta_s"] - 0.1
     # 800 train rows at batch 500: 2 steps per epoch, so the 30-step budget allows 15 epochs
-    assert float(first["model_epochs_mean"]) <= 15
-    assert float(first["iteration_s"]) >= float(first["model_fit_s"]) + float(first["meta_s"])
+    assert 1 <= first["model_epochs_mean"] <= 15
     rows = _run(run_dir, 1800)  # relaunch with a larger budget: resumes from the checkpoint
     assert [int(r["env_steps"]) for r in rows] == [1000, 1400, 1800]
